@@ -1,0 +1,1 @@
+"""Command-line shell: Typer commands that call the core and print tables or JSON."""

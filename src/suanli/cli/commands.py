@@ -1,0 +1,15 @@
+"""The explicit registry of CLI command modules (each exposes ``register(app)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+
+from suanli.cli import catalog_cmd, latency_cmd, perf_cmd
+
+REGISTRY: list[Callable[[typer.Typer], None]] = [
+    catalog_cmd.register,
+    perf_cmd.register,
+    latency_cmd.register,
+]
