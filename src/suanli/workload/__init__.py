@@ -1,0 +1,1 @@
+"""Workload models fitted to public traces; parameters ship with the package."""
