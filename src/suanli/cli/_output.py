@@ -14,8 +14,9 @@ from rich.table import Table
 
 __all__ = ["console", "err_console", "print_json", "print_table", "to_jsonable"]
 
-console = Console()
-err_console = Console(stderr=True)
+# Pipes and CI logs get a wide console so tables are not squeezed to 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def to_jsonable(value: Any) -> Any:

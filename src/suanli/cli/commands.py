@@ -6,11 +6,13 @@ from collections.abc import Callable
 
 import typer
 
-from suanli.cli import catalog_cmd, demo_cmd, latency_cmd, perf_cmd
+from suanli.cli import bench_cmd, catalog_cmd, clear_cmd, demo_cmd, latency_cmd, perf_cmd
 
 REGISTRY: list[Callable[[typer.Typer], None]] = [
     demo_cmd.register,
     catalog_cmd.register,
     perf_cmd.register,
     latency_cmd.register,
+    clear_cmd.register,
+    bench_cmd.register,
 ]

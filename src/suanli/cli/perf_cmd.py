@@ -83,9 +83,7 @@ def service(
     )
     slo = LatencySLO(_positive("--ttft-ms", ttft_ms), _positive("--tpot-ms", tpot_ms))
     if tp is not None and tp not in TP_DEGREES:
-        raise InvalidInput(
-            f"--tp must be one of {', '.join(map(str, TP_DEGREES))}, got {tp}"
-        )
+        raise InvalidInput(f"--tp must be one of {', '.join(map(str, TP_DEGREES))}, got {tp}")
     cat = load_catalog()
     m = model(cat, model_name)
     g = accelerator(cat, gpu_name)

@@ -66,7 +66,7 @@ class JobCandidates:
     stage_fail: I64  # (J, len(FILTER_STAGES))
     cheapest_net_cny_per_ref_h: F64  # best buyer cost among hard-feasible pools (inf: none)
     cheapest_pool: I64
-    fastest_h: F64  # shortest completion among pools passing gpu/mem/gang/fabric
+    fastest_h: F64  # shortest completion among pools that fail only the deadline
     max_free_ok: I64  # most free GPUs among hard-feasible, price-ok pools (−1: none)
     origin_city: I64
     home_province: list[str]

@@ -27,7 +27,6 @@ from suanli.market.arrays import PoolArrays, pool_arrays, voucher_arrays
 from suanli.market.assign import Walk
 from suanli.market.context import MarketContext
 from suanli.market.decision import Decision
-from suanli.market.duals import discover_prices
 from suanli.market.job_candidates import JobCandidates, job_candidates
 from suanli.market.service_candidates import ServiceCandidates, service_candidates
 from suanli.market.settle import settle
@@ -87,47 +86,6 @@ def prepare(
     return Prepared(pools=pools, jobs=jobs, services=services, book=VoucherBook(vouchers.programs))
 
 
-class ExchangePolicy:
-    """The market: LP-dual prices, then a surplus-ordered walk and a fill pass."""
-
-    name = "exchange"
-
-    def __init__(self, ctx: MarketContext) -> None:
-        self.ctx = ctx
-
-    def clear(self, snapshot: MarketSnapshot) -> Decision:
-        prep = prepare(snapshot, self.ctx)
-        walk = Walk(snapshot, prep.pools, prep.jobs, prep.services, prep.book)
-        item = np.concatenate([prep.jobs.item, prep.services.item + len(snapshot.jobs)])
-        size = np.concatenate([prep.jobs.n[prep.jobs.item].astype(np.float64), prep.services.size])
-        u, pool = walk.pair_keys()
-        scale = float(np.mean(prep.pools.reserve)) if len(prep.pools.reserve) else 1.0
-        dual = discover_prices(
-            item,
-            pool,
-            u,
-            size,
-            prep.pools.free.astype(np.float64),
-            iterations=snapshot.rules.price_iterations,
-            scale=scale,
-        )
-        reduced = u - dual.y[pool]
-        main = np.flatnonzero(reduced >= 0)
-        walk.run(main[np.argsort(-reduced[main], kind="stable")], dual.y.tolist())
-        # Fill: what the price signal held back, by surplus at reserve, where room is left.
-        rest = np.flatnonzero(reduced < 0)
-        walk.run(rest[np.argsort(-u[rest], kind="stable")])
-        return settle(
-            self.name,
-            snapshot,
-            prep.pools,
-            walk,
-            dual.y.tolist(),
-            upper_bound=dual.bound,
-            notes=(f"price discovery: {dual.iterations} iterations",),
-        )
-
-
 class ArrivalOrderPolicy:
     """A baseline: first come first served, each item down its own candidate ranking."""
 
@@ -173,6 +131,7 @@ def make_policy(
     name: str, ctx: MarketContext, *, milp_time_limit_s: float = 60.0
 ) -> Policy:
     """The policy called ``name``; InvalidInput listing the valid names otherwise."""
+    from suanli.market.exchange import ExchangePolicy
     from suanli.market.lp import LpBoundPolicy, MilpPolicy
 
     factories: Mapping[str, Callable[[], Policy]] = {

@@ -52,7 +52,7 @@ def job_reasons(
     if fails["deadline"]:
         fastest = float(jc.fastest_h[j])
         msg = (
-            f"fastest finish {fastest:.1f} h (run + data transfer) > deadline {job.deadline_h:g} h"
+            f"finish (run + data transfer) at best {fastest:.1f} h > deadline {job.deadline_h:.1f} h"
             if math.isfinite(fastest)
             else f"cannot finish within {job.deadline_h:g} h"
         )
@@ -155,6 +155,16 @@ def service_reasons(
                     fails["price"],
                 )
             )
+        elif hard > 0 and left * item.value_cny_per_rps_hour < _cheapest_replica_cost(walk, i):
+            rs.append(
+                _r(
+                    ReasonCode.PRICE,
+                    f"{left:.2f} req/s is worth {left * item.value_cny_per_rps_hour:.2f} yuan/h, "
+                    f"less than a replica costs at the cheapest feasible pool with room "
+                    f"({_cheapest_replica_cost(walk, i):.2f} yuan/h)",
+                    hard - fails["price"],
+                )
+            )
         elif hard > 0:
             rs.append(
                 _r(
@@ -165,6 +175,19 @@ def service_reasons(
             )
         out.setdefault(item.service, {})[item.city] = tuple(rs)
     return out
+
+
+def _cheapest_replica_cost(walk: Walk, i: int) -> float:
+    """Cheapest hourly cost (reserve + fee) of one more replica for item i where it fits."""
+    sc = walk.sc
+    pairs = [int(s) for s in (sc.item == i).nonzero()[0]]
+    fee = walk.fee
+    costs = [
+        float(sc.gpus_per_replica[s]) * float(walk.pools.reserve[sc.pool[s]]) * (1 + fee)
+        for s in pairs
+        if walk.state.free[int(sc.pool[s])] >= int(sc.gpus_per_replica[s])
+    ]
+    return min(costs, default=float("inf"))
 
 
 def _r(code: ReasonCode, message: str, pools: int) -> Reason:

@@ -91,7 +91,7 @@ def weights_read_bytes(model: LLMModel, batch: float) -> float:
     share = model.active_params_b / model.total_params_b
     if share >= 1.0:
         return weights_bytes(model)
-    return weights_bytes(model) * (1.0 - (1.0 - share) ** batch)
+    return weights_bytes(model) * (1.0 - math.pow(1.0 - share, batch))
 
 
 def usable_bytes(gpu: Accelerator, tp: int) -> float:

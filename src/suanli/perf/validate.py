@@ -136,12 +136,17 @@ def validate(
 
 
 def _with_precision(model: LLMModel, fig: PublishedFigure) -> LLMModel:
-    changes: dict[str, float] = {}
-    if fig.weight_bytes_per_param is not None:
-        changes["weight_bytes_per_param"] = fig.weight_bytes_per_param
-    if fig.kv_bytes_per_elem is not None:
-        changes["kv_bytes_per_elem"] = fig.kv_bytes_per_elem
-    return dataclasses.replace(model, **changes) if changes else model
+    return dataclasses.replace(
+        model,
+        weight_bytes_per_param=(
+            fig.weight_bytes_per_param
+            if fig.weight_bytes_per_param is not None
+            else model.weight_bytes_per_param
+        ),
+        kv_bytes_per_elem=(
+            fig.kv_bytes_per_elem if fig.kv_bytes_per_elem is not None else model.kv_bytes_per_elem
+        ),
+    )
 
 
 def _predict(
@@ -180,8 +185,10 @@ def _setup(fig: PublishedFigure, model: LLMModel, tp: int | None) -> str:
 @cache
 def load_published_figures() -> tuple[PublishedFigure, ...]:
     """The figures shipped with suanli (read once)."""
-    text = resources.files("suanli.perf").joinpath("data/published_figures.csv").read_text(
-        encoding="utf-8"
+    text = (
+        resources.files("suanli.perf")
+        .joinpath("data/published_figures.csv")
+        .read_text(encoding="utf-8")
     )
     return parse_published_figures(text)
 
@@ -211,8 +218,11 @@ def _parse_row(row: Mapping[str, str]) -> PublishedFigure:
     published = float(row["published"])
     prompt_tokens = float(row["prompt_tokens"])
     output_tokens = float(row["output_tokens"])
-    for name, value in (("published", published), ("prompt_tokens", prompt_tokens),
-                        ("output_tokens", output_tokens)):
+    for name, value in (
+        ("published", published),
+        ("prompt_tokens", prompt_tokens),
+        ("output_tokens", output_tokens),
+    ):
         if not (value > 0 and math.isfinite(value)):
             raise ValueError(f"{name} must be a positive number, got {value}")
     return PublishedFigure(

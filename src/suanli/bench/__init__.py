@@ -1,0 +1,1 @@
+"""Benchmarks run by ``suanli bench``: instance generators and runners (never timed tests)."""
