@@ -35,7 +35,7 @@ def run_clearing_bench(
             raise InvalidInput(f"unknown policy {p!r}; choose from {', '.join(POLICY_NAMES)}")
     inst = build_instance(size, seed)
     snap = inst.snapshot
-    ttft = {s.id: s.ttft_ms for s in snap.services}
+    ttft: dict[str, float] = {s.id: s.ttft_ms for s in snap.services}
     demand = sum(sum(s.demand_rps.values()) for s in snap.services)
     results: dict[str, tuple[Decision, float]] = {}
     for name in policies:
@@ -56,9 +56,7 @@ def run_clearing_bench(
                 "policy": name,
                 "welfare": None if no_solution else d.welfare_cny_per_hour,
                 "share_of_lp": (
-                    d.welfare_cny_per_hour / lp_welfare
-                    if lp_welfare and not no_solution
-                    else None
+                    d.welfare_cny_per_hour / lp_welfare if lp_welfare and not no_solution else None
                 ),
                 "gpus_placed": d.gpus_placed if placing else None,
                 "jobs_placed": len(d.jobs) if placing else None,

@@ -14,6 +14,7 @@ below. Everything is drawn from one seeded generator, so an instance depends onl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,7 +84,7 @@ def market_context() -> MarketContext:
 
 
 def pool_states(
-    fleet: Fleet, ctx: MarketContext, rng: np.random.Generator, site_ids: list[str]
+    fleet: Fleet, ctx: MarketContext, rng: np.random.Generator, site_ids: Sequence[str]
 ) -> tuple[PoolState, ...]:
     """Pools with an idle share drawn per pool (ASSUMPTION: 50–95% idle, the report's
     20–30% utilization with spread), whole nodes free."""
@@ -91,7 +92,7 @@ def pool_states(
     for sid in site_ids:
         for pool in fleet.pools_of(sid):  # type: ignore[arg-type]
             idle = rng.uniform(0.5, 0.95)
-            free_nodes = int(round(pool.nodes * idle))
+            free_nodes = round(pool.nodes * idle)
             out.append(
                 PoolState(
                     id=pool.id,
@@ -156,7 +157,9 @@ def build_instance(size: str, seed: int = 0) -> Instance:
         n_cities = int(rng.integers(3, min(30, len(cities)) + 1))
         chosen = rng.choice(len(cities), size=n_cities, replace=False, p=weights)
         total_rps = float(np.exp(rng.normal(np.log(60.0), 0.8)))
-        demand = {cities[c].name: round(total_rps * weights[c] / weights[chosen].sum(), 3) for c in chosen}
+        demand = {
+            cities[c].name: round(total_rps * weights[c] / weights[chosen].sum(), 3) for c in chosen
+        }
         services.append(
             InferenceService(
                 id=ServiceId(f"svc-{k:03d}"),
@@ -167,8 +170,9 @@ def build_instance(size: str, seed: int = 0) -> Instance:
                 output_tokens=output,
                 ttft_ms=ttft,
                 tpot_ms=tpot,
-                # ASSUMPTIONS: demand lognormal, median 60 req/s per service; 4–24 yuan per million output tokens (DeepSeek's list price for
-                # V3 output is 8 yuan/M; smaller models are cheaper, latency-tight ones dearer).
+                # ASSUMPTIONS: demand lognormal, median 60 req/s per service; bids 4–24 yuan
+                # per million output tokens (DeepSeek's list price for V3 output is 8 yuan/M;
+                # smaller models are cheaper, latency-tight ones dearer).
                 bid_cny_per_m_output_tokens=round(float(rng.uniform(4, 24)), 2),
                 submitted_at_h=float(k) / max(1, spec.services),
             )
@@ -193,7 +197,7 @@ def build_instance(size: str, seed: int = 0) -> Instance:
     )
     snapshot = MarketSnapshot(
         now_h=0.0,
-        sites={sid: fleet.sites[sid] for sid in site_ids},  # type: ignore[index]
+        sites={sid: fleet.sites[sid] for sid in site_ids},
         pools=pools,
         jobs=jobs,
         services=tuple(services),

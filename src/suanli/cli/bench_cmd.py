@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from suanli.cli._output import console, print_json, print_table
@@ -17,13 +19,15 @@ def register(app: typer.Typer) -> None:
 
 @bench_app.command("clearing")
 def clearing(
-    size: str = typer.Option("medium", "--size", help="small, medium or national."),
-    seed: int = typer.Option(1, "--seed", help="Instance seed."),
-    policies: str = typer.Option(
-        "exchange,local,cheapest,nearest,lp-bound,milp", "--policies", help="Comma-separated."
-    ),
-    milp_time_limit_s: float = typer.Option(60.0, "--milp-time-limit", min=1.0),
-    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    size: Annotated[str, typer.Option("--size", help="small, medium or national.")] = "medium",
+    seed: Annotated[int, typer.Option("--seed", help="Instance seed.")] = 1,
+    policies: Annotated[
+        str, typer.Option("--policies", help="Comma-separated policy names.")
+    ] = "exchange,local,cheapest,nearest,lp-bound,milp",
+    milp_time_limit_s: Annotated[
+        float, typer.Option("--milp-time-limit", min=1.0, help="Seconds for the MILP.")
+    ] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Clear one generated instance with every policy and compare them."""
     from suanli.bench.clearing import run_clearing_bench

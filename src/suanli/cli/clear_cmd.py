@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -16,12 +17,15 @@ def register(app: typer.Typer) -> None:
 
 
 def clear(
-    snapshot: Path = typer.Argument(..., help="Market snapshot file (.json, .yaml or .yml)."),
-    policy: str = typer.Option(
-        "exchange", "--policy", "-p", help="exchange, local, cheapest, nearest, lp-bound, milp."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the whole decision as JSON."),
-    limit: int = typer.Option(30, "--limit", min=0, help="Rows per table (0: all)."),
+    snapshot: Annotated[Path, typer.Argument(help="Market snapshot file (.json, .yaml or .yml).")],
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--policy", "-p", help="exchange, local, cheapest, nearest, lp-bound or milp."
+        ),
+    ] = "exchange",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as JSON.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Rows per table (0: all).")] = 30,
 ) -> None:
     """Clear one round: placements, prices, payments, and why the rest was left out."""
     from suanli.market.policies import make_policy
@@ -32,7 +36,10 @@ def clear(
     if as_json:
         print_json(decision)
         return
-    cut = (lambda rows: rows) if limit == 0 else (lambda rows: rows[:limit])
+
+    def cut(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return rows if limit == 0 else rows[:limit]
+
     print_table(
         cut(
             [

@@ -44,7 +44,7 @@ class PoolArrays:
 
 def pool_arrays(snapshot: MarketSnapshot, ctx: MarketContext) -> PoolArrays:
     """Vectors over pools; raises InvalidInput for a pool naming an unknown site or GPU."""
-    site_ids = list(snapshot.sites)
+    site_ids: list[str] = [str(s) for s in snapshot.sites]
     site_at = {sid: i for i, sid in enumerate(site_ids)}
     gpu_names = sorted({p.gpu for p in snapshot.pools})
     gpu_at = {g: i for i, g in enumerate(gpu_names)}
@@ -57,7 +57,7 @@ def pool_arrays(snapshot: MarketSnapshot, ctx: MarketContext) -> PoolArrays:
                 f"(known: {', '.join(sorted(ctx.accelerators))})"
             )
     pools = snapshot.pools
-    sites = [snapshot.sites[s] for s in site_ids]
+    sites = list(snapshot.sites.values())
     acc = [ctx.accelerators[p.gpu] for p in pools]
     return PoolArrays(
         ids=[p.id for p in pools],

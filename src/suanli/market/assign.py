@@ -77,9 +77,7 @@ class Walk:
         self.n_job_pairs = len(jobs.item)
         self._reserve = pools.reserve.tolist()
         self._speed = pools.speed.tolist()
-        hist = [
-            free_histogram(p.node_free_counts(), p.gpus_per_node) for p in snapshot.pools
-        ]
+        hist = [free_histogram(p.node_free_counts(), p.gpus_per_node) for p in snapshot.pools]
         self.state = WalkState(
             free=pools.free.tolist(),
             hist=hist,

@@ -158,9 +158,10 @@ def job_candidates(
         else:
             s = np.zeros((hi - lo, n_pools))
             v_idx = np.full((hi - lo, n_pools), -1, dtype=np.int64)
-        u = pools.speed[None, :] * bid[lo:hi, None] / (1.0 - s) / (1.0 + fee) - pools.reserve[
-            None, :
-        ]
+        u = (
+            pools.speed[None, :] * bid[lo:hi, None] / (1.0 - s) / (1.0 + fee)
+            - pools.reserve[None, :]
+        )
         ok_price = u > 0
         ok_free = nj <= pools.free[None, :] if require_free else np.ones_like(ok_price)
 
@@ -186,9 +187,7 @@ def job_candidates(
         cheapest_pool[lo:hi] = np.where(np.isfinite(cheapest[lo:hi]), cheapest_pool[lo:hi], -1)
         stage_fail[lo:hi, 6] = np.count_nonzero(hard & ~ok_price, axis=1)
         priced = hard & ok_price
-        max_free_ok[lo:hi] = np.max(
-            np.where(priced, pools.free[None, :], -1), axis=1, initial=-1
-        )
+        max_free_ok[lo:hi] = np.max(np.where(priced, pools.free[None, :], -1), axis=1, initial=-1)
         stage_fail[lo:hi, 7] = np.count_nonzero(priced & ~ok_free, axis=1)
         cand = priced & ok_free
 

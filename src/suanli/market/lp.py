@@ -29,7 +29,9 @@ from suanli.market.snapshot import MarketSnapshot
 __all__ = ["LpBoundPolicy", "MilpPolicy", "build_lp"]
 
 
-def build_lp(snapshot: MarketSnapshot, prep: Prepared) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray, int]:
+def build_lp(
+    snapshot: MarketSnapshot, prep: Prepared
+) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray, int]:
     """(c, A, b, n_items) for ``min c·x  s.t.  A x ≤ b, 0 ≤ x ≤ 1``."""
     jc, sc = prep.jobs, prep.services
     item = np.concatenate([jc.item, sc.item + len(snapshot.jobs)])
@@ -123,7 +125,9 @@ class MilpPolicy:
             chosen_jobs = chosen[chosen < n_job_pairs]
             # Service shares: route them in order of surplus; replicas become integral.
             svc = np.flatnonzero(x[n_job_pairs:] > 1e-6) + n_job_pairs
-            u = -c / np.maximum(np.concatenate([prep.jobs.n[prep.jobs.item], prep.services.size]), 1e-12)
+            u = -c / np.maximum(
+                np.concatenate([prep.jobs.n[prep.jobs.item], prep.services.size]), 1e-12
+            )
             order = np.concatenate([chosen_jobs, svc])
             walk.run(order[np.argsort(-u[order], kind="stable")])
             gap = getattr(res, "mip_gap", None)

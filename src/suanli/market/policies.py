@@ -69,7 +69,7 @@ def prepare(
     pools = pool_arrays(snapshot, ctx)
     vouchers = voucher_arrays(snapshot, pools)
     cities = list(ctx.cities.values())
-    sites = [snapshot.sites[s] for s in pools.site_ids]
+    sites = list(snapshot.sites.values())  # same order as pools.site_ids
     rtt = rtt_matrix_for(cities, sites, ctx.latency)
     jobs = job_candidates(
         snapshot, ctx, pools, vouchers, order=order, local_only=local_only, origin_rtt_ms=rtt
@@ -127,9 +127,7 @@ class ArrivalOrderPolicy:
 POLICY_NAMES = ("exchange", "local", "cheapest", "nearest", "lp-bound", "milp")
 
 
-def make_policy(
-    name: str, ctx: MarketContext, *, milp_time_limit_s: float = 60.0
-) -> Policy:
+def make_policy(name: str, ctx: MarketContext, *, milp_time_limit_s: float = 60.0) -> Policy:
     """The policy called ``name``; InvalidInput listing the valid names otherwise."""
     from suanli.market.exchange import ExchangePolicy
     from suanli.market.lp import LpBoundPolicy, MilpPolicy

@@ -36,7 +36,9 @@ def job_reasons(
         return (Reason(ReasonCode.NO_POOLS, "the market has no pools this round"),)
     if fails["gpu-not-allowed"]:
         allowed = ", ".join(sorted(job.allowed_gpus or ()))
-        out.append(_r(ReasonCode.MODEL_NOT_ALLOWED, f"only {allowed} allowed", fails["gpu-not-allowed"]))
+        out.append(
+            _r(ReasonCode.MODEL_NOT_ALLOWED, f"only {allowed} allowed", fails["gpu-not-allowed"])
+        )
     if fails["memory"]:
         out.append(_r(ReasonCode.MEMORY, f"needs {job.min_mem_gb:g} GB per GPU", fails["memory"]))
     if fails["gang"]:
@@ -52,7 +54,8 @@ def job_reasons(
     if fails["deadline"]:
         fastest = float(jc.fastest_h[j])
         msg = (
-            f"finish (run + data transfer) at best {fastest:.1f} h > deadline {job.deadline_h:.1f} h"
+            f"finish (run + data transfer) at best {fastest:.1f} h"
+            f" > deadline {job.deadline_h:.1f} h"
             if math.isfinite(fastest)
             else f"cannot finish within {job.deadline_h:g} h"
         )
@@ -144,7 +147,13 @@ def service_reasons(
                 )
             )
         if fails["locality"]:
-            rs.append(_r(ReasonCode.LOCALITY, f"outside {item.city}'s province and hub", fails["locality"]))
+            rs.append(
+                _r(
+                    ReasonCode.LOCALITY,
+                    f"outside {item.city}'s province and hub",
+                    fails["locality"],
+                )
+            )
         hard = len(pools.ids) - sum(item.stage_fail[:4])
         if hard > 0 and fails["price"] == hard:
             rs.append(

@@ -181,12 +181,20 @@ def settle(
         )
 
     unplaced = [
-        Unplaced(item_id=snapshot.jobs[j].id, kind="job", reasons=job_reasons(j, snapshot, pools, walk, prices))
+        Unplaced(
+            item_id=snapshot.jobs[j].id,
+            kind="job",
+            reasons=job_reasons(j, snapshot, pools, walk, prices),
+        )
         for j, p in enumerate(st.job_pool)
         if p < 0
     ]
     unplaced += [
-        Unplaced(item_id=snapshot.services[k].id, kind="service", reasons=tuple(r for rs in cities.values() for r in rs))
+        Unplaced(
+            item_id=snapshot.services[k].id,
+            kind="service",
+            reasons=tuple(r for rs in cities.values() for r in rs),
+        )
         for k, cities in unserved_by_service.items()
         if not any(on.replicas for (kk, _p), on in st.svc.items() if kk == k)
     ]

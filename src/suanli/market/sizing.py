@@ -34,4 +34,6 @@ def replica_spec(
     cap = replica_capacity(
         model, gpu, TokenProfile(prompt_tokens, output_tokens), LatencySLO(ttft_ms, tpot_ms)
     )
-    return ReplicaSpec(gpus=cap.gpus, rps=cap.requests_per_s, ttft_ms=cap.ttft_ms, reason=cap.reason)
+    return ReplicaSpec(
+        gpus=cap.gpus, rps=cap.requests_per_s, ttft_ms=cap.ttft_ms, reason=cap.reason
+    )

@@ -13,6 +13,7 @@ from typing import NewType
 from suanli.domain import Fabric, PoolId, Site, SiteId
 
 __all__ = [
+    "BatchJob",
     "BuyerId",
     "InferenceService",
     "JobId",
@@ -21,7 +22,6 @@ __all__ = [
     "PoolState",
     "RunningWork",
     "ServiceId",
-    "BatchJob",
     "VoucherProgram",
 ]
 

@@ -33,7 +33,10 @@ class VoucherBook:
         return math.floor((prog.per_buyer_cap_cny - spent) * 100) - self._buyer_left_fen[v][buyer]
 
     def reserve(self, v: int, buyer: str, key: str, amount_fen: int) -> bool:
-        """Hold ``amount_fen`` of program ``v`` for ``buyer``'s placement ``key``; False if short."""
+        """Hold ``amount_fen`` of program ``v`` for ``buyer``'s placement ``key``.
+
+        False (and nothing held) if the budget or the buyer's cap is short.
+        """
         if amount_fen > self._left_fen[v] or amount_fen > self._buyer_left(v, buyer):
             return False
         self._left_fen[v] -= amount_fen

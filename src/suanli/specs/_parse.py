@@ -47,4 +47,6 @@ def parse_model(model: type[M], data: Any, where: str) -> M:
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
             lines.append(f"  {loc}: {err['msg']}")
         more = f"\n  … and {exc.error_count() - 10} more" if exc.error_count() > 10 else ""
-        raise InvalidInput(f"{where}: invalid {model.__name__}:\n" + "\n".join(lines) + more) from None
+        raise InvalidInput(
+            f"{where}: invalid {model.__name__}:\n" + "\n".join(lines) + more
+        ) from None

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from suanli.catalog import load_catalog
 from suanli.catalog.queries import accelerator, city, model
-from suanli.domain import Fabric, Region, Site, SiteId
+from suanli.domain import Fabric, PoolId, Region, Site, SiteId
 from suanli.errors import InvalidInput
 from suanli.market.context import MarketContext
 from suanli.market.snapshot import (
@@ -200,23 +200,23 @@ def snapshot_from_spec(spec: SnapshotSpec) -> tuple[MarketSnapshot, MarketContex
             wan_gbps=s.wan_gbps,
             operator="custom",
         )
-    for i, p in enumerate(spec.pools):
-        if p.site_id not in sites:
+    for i, ps in enumerate(spec.pools):
+        if ps.site_id not in sites:
             raise InvalidInput(
-                f"pools.{i} ({p.id}): site {p.site_id!r} is not in `sites` or the fleet"
+                f"pools.{i} ({ps.id}): site {ps.site_id!r} is not in `sites` or the fleet"
             )
-        gpu = accelerator(cat, p.gpu)
+        gpu = accelerator(cat, ps.gpu)
         pools.append(
             PoolState(
-                id=p.id,  # type: ignore[arg-type]
-                site_id=SiteId(p.site_id),
+                id=PoolId(ps.id),
+                site_id=SiteId(ps.site_id),
                 gpu=gpu.name,
-                free_gpus=p.free_gpus,
-                gpus_per_node=p.gpus_per_node,
-                fabric=p.fabric,
-                reserve_cny_per_gpu_hour=p.reserve_cny_per_gpu_hour,
-                speed=p.speed if p.speed is not None else speed_factor(gpu),
-                total_gpus=p.total_gpus,
+                free_gpus=ps.free_gpus,
+                gpus_per_node=ps.gpus_per_node,
+                fabric=ps.fabric,
+                reserve_cny_per_gpu_hour=ps.reserve_cny_per_gpu_hour,
+                speed=ps.speed if ps.speed is not None else speed_factor(gpu),
+                total_gpus=ps.total_gpus,
             )
         )
     if not pools:
