@@ -38,12 +38,20 @@ def _root(
     """suanli (算力): pool idle GPUs, place work where it fits, clear a market, settle."""
 
 
+_registered = False
+
+
 def _register() -> None:
+    """Add every command module's commands to ``app`` (once per process)."""
+    global _registered
+    if _registered:
+        return
     # Explicit registry: each module exposes ``register(app)``.
     from suanli.cli import commands
 
     for register in commands.REGISTRY:
         register(app)
+    _registered = True
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,8 @@ first), so the two always agree.
 
 from __future__ import annotations
 
+from itertools import compress
+
 __all__ = ["PoolNodes"]
 
 
@@ -20,27 +22,44 @@ class PoolNodes:
 
     @property
     def free_gpus(self) -> int:
-        return sum(f for f, up in zip(self.free, self.up, strict=True) if up)
+        return sum(compress(self.free, self.up))
 
     def free_counts(self) -> tuple[int, ...]:
-        return tuple(f for f, up in zip(self.free, self.up, strict=True) if up and f > 0)
+        return tuple(f for f in compress(self.free, self.up) if f > 0)
 
     def take(self, counts: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
         """Take ``counts`` GPUs per node; returns (node index, GPUs) pairs. ValueError if short."""
         taken: list[tuple[int, int]] = []
         for n in counts:
-            best = -1
-            for i, (f, up) in enumerate(zip(self.free, self.up, strict=True)):
-                if up and f >= n and (best < 0 or f < self.free[best]):
-                    best = i
-                    if f == n:
-                        break
+            best = self._best_fit(n)
             if best < 0:
                 self.give(tuple(taken))
                 raise ValueError(f"no node with {n} free GPUs")
             self.free[best] -= n
             taken.append((best, n))
         return tuple(taken)
+
+    def _best_fit(self, n: int) -> int:
+        """The up node with the fewest free GPUs ≥ ``n``, lowest index first; −1 if none."""
+        free, up = self.free, self.up
+        # Hot path (every placement of every round): look for free == n, n + 1, … with
+        # list.index, which scans in C; the first hit is the best fit.
+        for k in range(n, self.gpus_per_node + 1):
+            start = 0
+            while True:
+                try:
+                    i = free.index(k, start)
+                except ValueError:
+                    break
+                if up[i]:
+                    return i
+                start = i + 1
+        # Counts above gpus_per_node (never made here) fall back to a plain scan.
+        best = -1
+        for i, (f, u) in enumerate(zip(free, up, strict=True)):
+            if u and f >= n and (best < 0 or f < free[best]):
+                best = i
+        return best
 
     def give(self, taken: tuple[tuple[int, int], ...]) -> None:
         for i, n in taken:

@@ -36,6 +36,13 @@ from suanli.market.snapshot import (
 
 __all__ = ["ExchangeState"]
 
+Nodes = tuple[tuple[int, int], ...]  # (node index, GPUs) pairs of one allocation
+
+_FRAGMENTED = (
+    "capacity: the pool's free GPUs are split over nodes differently than the round "
+    "assumed; waits for the next round"
+)
+
 
 class ExchangeState:
     """Mutable state of one exchange. Not thread-safe; callers serialize access."""
@@ -153,11 +160,22 @@ class ExchangeState:
         return out
 
     def apply(self, decision: Decision, now_h: float, *, start: bool = True) -> list[Transition]:
-        """Take the decided GPUs and start (``start``) or just place the work."""
+        """Take the decided GPUs and start (``start``) or just place the work.
+
+        A placement whose GPUs cannot be found on concrete nodes (the market packed a free-GPU
+        histogram in its own order; see ``_take_nodes``) is skipped: a job stays pending with
+        the reason, a service runs one replica fewer this round.
+        """
         out: list[Transition] = []
+        job_nodes, replica_nodes = self._take_nodes(decision)
+        skipped: set[str] = set()
         for pl in decision.jobs:
             rec = self.jobs[pl.job_id]
-            nodes = self.nodes[pl.pool_id].take(pl.nodes)
+            nodes = job_nodes[pl.job_id]
+            if nodes is None:
+                skipped.add(pl.job_id)
+                rec.last_reasons = (_FRAGMENTED,)
+                continue
             rec.allocation = self._allocation(
                 pl.job_id,
                 "job",
@@ -176,12 +194,11 @@ class ExchangeState:
             rec_s = self.services[so.service_id]
             horizon = self.rules.service_horizon_h
             total_gpus = sum(r.replicas * r.gpus_per_replica for r in so.replicas) or 1
-            for rp in so.replicas:
+            for i, rp in enumerate(so.replicas):
                 price = next(
                     pp.price_cny_per_gpu_hour for pp in decision.prices if pp.pool_id == rp.pool_id
                 )
-                for _ in range(rp.replicas):
-                    nodes = self.nodes[rp.pool_id].take((rp.gpus_per_replica,))
+                for nodes in replica_nodes.get((so.service_id, i), []):
                     share = rp.gpus_per_replica / total_gpus
                     rec_s.replicas.append(
                         self._allocation(
@@ -201,17 +218,66 @@ class ExchangeState:
         for u in decision.unplaced:
             if u.kind == "job" and u.item_id in self.jobs:
                 self.jobs[u.item_id].last_reasons = tuple(str(r) for r in u.reasons)
-        for vid, fen in decision.voucher_draws_fen.items():
+        draws = dict(decision.voucher_draws_fen)
+        for pl in decision.jobs:
+            v_id = pl.payment.voucher_id
+            if v_id is not None and pl.job_id in skipped:
+                draws[v_id] = draws.get(v_id, 0) - pl.payment.voucher_fen
+        for vid, fen in draws.items():
             v = self.vouchers[vid]
             self.vouchers[vid] = replace(v, spent_cny=v.spent_cny + fen / 100)
         for pl in decision.jobs:
             v_id = pl.payment.voucher_id
-            if v_id is not None:
+            if v_id is not None and pl.job_id not in skipped:
                 v = self.vouchers[v_id]
                 by_buyer = dict(v.spent_by_buyer_cny)
                 by_buyer[pl.buyer] = by_buyer.get(pl.buyer, 0.0) + pl.payment.voucher_fen / 100
                 self.vouchers[v_id] = replace(v, spent_by_buyer_cny=by_buyer)
         return out
+
+    def _take_nodes(
+        self, decision: Decision
+    ) -> tuple[dict[str, Nodes | None], dict[tuple[str, int], list[Nodes]]]:
+        """Concrete nodes for every placement (None / left out where they cannot be found).
+
+        The market decided on each pool's free-GPU histogram in its own order (by surplus);
+        best fit depends on order, so taking pieces in decision order can strand a placement
+        the market had room for. Taking the biggest per-node pieces first (first-fit
+        decreasing) finds a packing again in all but rare cases.
+        """
+        pieces: list[tuple[int, int, int, str, tuple[int, ...], tuple[str, int] | str]] = []
+        for pl in decision.jobs:
+            counts = tuple(pl.nodes)
+            pieces.append(
+                (max(counts, default=0), pl.gpus, len(pieces), pl.pool_id, counts, pl.job_id)
+            )
+        for so in decision.services:
+            for i, rp in enumerate(so.replicas):
+                counts = _node_counts(rp.gpus_per_replica, self.pools[rp.pool_id].gpus_per_node)
+                for _ in range(rp.replicas):
+                    pieces.append(
+                        (
+                            max(counts),
+                            rp.gpus_per_replica,
+                            len(pieces),
+                            rp.pool_id,
+                            counts,
+                            (so.service_id, i),
+                        )
+                    )
+        pieces.sort(key=lambda x: (-x[0], -x[1], x[2]))
+        jobs: dict[str, Nodes | None] = {}
+        replicas: dict[tuple[str, int], list[Nodes]] = {}
+        for _, _, _, pool_id, counts, key in pieces:
+            try:
+                nodes: Nodes | None = self.nodes[pool_id].take(counts)
+            except ValueError:
+                nodes = None
+            if isinstance(key, str):
+                jobs[key] = nodes
+            elif nodes is not None:
+                replicas.setdefault(key, []).append(nodes)
+        return jobs, replicas
 
     def start(self, job_id: str, now_h: float) -> Transition:
         """A placed job began running (the service's agents report this)."""
@@ -334,3 +400,10 @@ class ExchangeState:
         rec.state = to
         rec.transitions.append(t)
         return t
+
+
+def _node_counts(gpus: int, gpus_per_node: int) -> tuple[int, ...]:
+    """GPUs per node of one replica, as the market's topology lays it out: whole nodes
+    first, then the remainder on one node (``market.topology.take_gang``)."""
+    whole, rest = divmod(gpus, gpus_per_node) if gpus > gpus_per_node else (0, gpus)
+    return (gpus_per_node,) * whole + ((rest,) if rest else ())

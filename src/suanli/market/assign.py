@@ -58,7 +58,13 @@ class WalkState:
 
 
 class Walk:
-    """Mutable assignment state for one round; ``run`` may be called for several passes."""
+    """Mutable assignment state for one round; ``run`` may be called for several passes.
+
+    ``rent_cap``: the rent signal ``settle`` will be given. No price can then exceed
+    reserve + rent_cap, so a voucher reserves the coverage share of that charge (never
+    more than the share of the bid); without it, the share of the bid. Pass the same list
+    to ``settle``, or a reservation may fall short of the draw.
+    """
 
     def __init__(
         self,
@@ -67,8 +73,11 @@ class Walk:
         jobs: JobCandidates,
         services: ServiceCandidates,
         book: VoucherBook,
+        *,
+        rent_cap: list[float] | None = None,
     ) -> None:
         self.snapshot = snapshot
+        self._rent_cap = rent_cap
         self.pools = pools
         self.jc = jobs
         self.sc = services
@@ -78,6 +87,10 @@ class Walk:
         self._reserve = pools.reserve.tolist()
         self._speed = pools.speed.tolist()
         hist = [free_histogram(p.node_free_counts(), p.gpus_per_node) for p in snapshot.pools]
+        # Node free counts at the start of the round (reasons compare against them).
+        self.start_hist: tuple[tuple[int, ...], ...] = tuple(tuple(h) for h in hist)
+        # (pool, GPUs, at start?) → whether such a gang fits; filled by ``fits``.
+        self._fit_cache: dict[tuple[int, int, bool], bool] = {}
         self.state = WalkState(
             free=pools.free.tolist(),
             hist=hist,
@@ -107,6 +120,16 @@ class Walk:
         self._item_service = [it.service for it in services.items]
         self._item_value = [it.value_cny_per_rps_hour for it in services.items]
 
+    def fits(self, p: int, n: int, *, at_start: bool) -> bool:
+        """Whether a gang of ``n`` GPUs fits pool ``p``'s nodes at the start or the end of
+        the walk (call the latter only once the walk is over)."""
+        key = (p, n, at_start)
+        hit = self._fit_cache.get(key)
+        if hit is None:
+            hist = self.start_hist[p] if at_start else self.state.hist[p]
+            hit = self._fit_cache[key] = take_gang(list(hist), n) is not None
+        return hit
+
     def pair_keys(self, y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Surplus per GPU-hour of every pair (jobs then services), net of ``y`` if given."""
         u = np.concatenate([self.jc.u, self.sc.u])
@@ -132,11 +155,54 @@ class Walk:
                 p = self._s_pool[s]
                 self._route(s, i, p, 0.0 if zero else y[p])  # type: ignore[index]
 
+    def add_replicas(self, s: int, count: int) -> int:
+        """Add up to ``count`` replicas of service pair ``s``'s service on its pool, routing
+        nothing (see ``route_spare``); the number added, as capacity and nodes allow."""
+        st = self.state
+        i = self._s_item[s]
+        p = self._s_pool[s]
+        g = self._s_g[s]
+        on = self._on_pool(s, i, p)
+        added = 0
+        while added < count:
+            nodes = take_gang(st.hist[p], g) if st.free[p] >= g else None
+            if nodes is None:
+                st.denied.add(p)
+                break
+            st.free[p] -= g
+            on.replicas += 1
+            on.nodes.append(nodes)
+            added += 1
+        return added
+
+    def route_spare(self, s: int, most_rps: float) -> float:
+        """Route up to ``most_rps`` of pair ``s``'s remaining city demand to the spare
+        capacity of replicas already on its pool; the requests/s routed."""
+        i = self._s_item[s]
+        p = self._s_pool[s]
+        on = self._on_pool(s, i, p)
+        x = float(min(most_rps, self.state.item_rem[i], on.replicas * on.cap_rps - on.routed_rps))
+        if x <= _EPS_RPS:
+            return 0.0
+        self._add_route(i, p, x, s, on)
+        return x
+
+    def _on_pool(self, s: int, i: int, p: int) -> ServiceOnPool:
+        key = (self._item_service[i], p)
+        on = self.state.svc.get(key)
+        if on is None:
+            on = self.state.svc[key] = ServiceOnPool(
+                gpus_per_replica=self._s_g[s], cap_rps=self._s_cap[s]
+            )
+        return on
+
     def _place_job(self, g: int, j: int, y_p: float) -> None:
         st = self.state
         p = self._j_pool[g]
         n = self._n[j]
-        if st.free[p] < n:
+        # Room on the nodes first (a trial on a copy), so no voucher budget is held for a
+        # gang that cannot land.
+        if st.free[p] < n or take_gang(list(st.hist[p]), n) is None:
             st.denied.add(p)
             return
         v = self._j_v[g]
@@ -146,6 +212,16 @@ class Walk:
             s = self._j_s[g]
             value /= 1.0 - s
             most_fen = math.ceil(s / (1.0 - s) * self._bid[j] * self._work[j] * 100)
+            if self._rent_cap is not None:
+                # Seller + fee at the highest price settle can set, plus 2 fen for rounding.
+                top_fen = (
+                    (self._reserve[p] + self._rent_cap[p])
+                    * (1.0 + self.fee)
+                    * self._work[j]
+                    / self._speed[p]
+                    * 100
+                )
+                most_fen = min(most_fen, math.ceil(s * (top_fen + 2.0)))
             key = f"j{j}"
             if not self.book.reserve(v, self.snapshot.jobs[j].buyer, key, most_fen):
                 # The program is out of budget for this buyer: the pair without voucher.
@@ -167,12 +243,9 @@ class Walk:
 
     def _route(self, s: int, i: int, p: int, y_p: float) -> None:
         st = self.state
-        k = self._item_service[i]
         g = self._s_g[s]
         cap = self._s_cap[s]
-        on = st.svc.get((k, p))
-        if on is None:
-            on = st.svc[(k, p)] = ServiceOnPool(gpus_per_replica=g, cap_rps=cap)
+        on = self._on_pool(s, i, p)
         rem = st.item_rem[i]
         spare = on.replicas * cap - on.routed_rps
         if spare > _EPS_RPS:

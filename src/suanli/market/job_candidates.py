@@ -19,6 +19,7 @@ instant trades off (and makes the capacity dual a price per GPU-hour).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,7 @@ FILTER_STAGES = (
 # GPU-hour (a price-taking broker), or by RTT from the job's origin city (price-blind).
 ORDERS = ("surplus", "cheapest", "nearest")
 _CHUNK = 2048
+_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,8 @@ def job_candidates(
     max_free_ok = np.full(len(jobs), -1, dtype=np.int64)
     transfer_h_per_gb = 8.0 / (pools.wan_gbps * 3600.0)
 
-    for lo in range(0, len(jobs), _CHUNK):
+    def _chunk(lo: int) -> tuple[npt.NDArray[np.generic], ...]:
+        """Filter jobs [lo, lo + _CHUNK); per-job facts go to their own slices."""
         hi = min(lo + _CHUNK, len(jobs))
         nj = n[lo:hi, None]
         ok_gpu = allowed[lo:hi][:, pools.gpu_index] if n_pools else np.zeros((hi - lo, 0), bool)
@@ -177,7 +180,9 @@ def job_candidates(
             stage_fail[lo:hi, k] = np.count_nonzero(alive & ~mask, axis=1)
             alive &= mask
             if k == 3:
-                fastest[lo:hi] = np.min(np.where(alive, finish_h, np.inf), axis=1, initial=np.inf)
+                # Among the pools the deadline is about to reject (the others meet it).
+                late = alive & ~ok_deadline
+                fastest[lo:hi] = np.min(np.where(late, finish_h, np.inf), axis=1, initial=np.inf)
         hard = alive
         net = (1.0 + fee) * pools.reserve[None, :] / pools.speed[None, :] * (1.0 - s)
         net_hard = np.where(hard, net, np.inf)
@@ -207,12 +212,30 @@ def job_candidates(
             top = np.broadcast_to(np.arange(n_pools), (hi - lo, n_pools))
         rows = np.broadcast_to(np.arange(hi - lo)[:, None], top.shape)
         keep = np.isfinite(scored[rows, top])
-        out_item.append((rows[keep] + lo).astype(np.int64))
-        out_pool.append(top[keep].astype(np.int64))
-        out_u.append(u[rows, top][keep])
-        out_v.append(v_idx[rows, top][keep].astype(np.int64))
-        out_s.append(s[rows, top][keep])
-        out_rank.append(scored[rows, top][keep])
+        return (
+            (rows[keep] + lo).astype(np.int64),
+            top[keep].astype(np.int64),
+            u[rows, top][keep],
+            v_idx[rows, top][keep].astype(np.int64),
+            s[rows, top][keep],
+            scored[rows, top][keep],
+        )
+
+    # numpy releases the GIL in its kernels: two threads use both cores. Chunks write
+    # disjoint slices and results are joined in chunk order, so the output is the same.
+    starts = range(0, len(jobs), _CHUNK)
+    if len(starts) > 1:
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool_exec:
+            results = list(pool_exec.map(_chunk, starts))
+    else:
+        results = [_chunk(lo) for lo in starts]
+    for item_p, pool_p, u_p, v_p, s_p, rank_p in results:
+        out_item.append(item_p)  # type: ignore[arg-type]
+        out_pool.append(pool_p)  # type: ignore[arg-type]
+        out_u.append(u_p)  # type: ignore[arg-type]
+        out_v.append(v_p)  # type: ignore[arg-type]
+        out_s.append(s_p)  # type: ignore[arg-type]
+        out_rank.append(rank_p)  # type: ignore[arg-type]
 
     def cat(parts: list[npt.NDArray[np.generic]], dtype: type) -> npt.NDArray[np.generic]:
         return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)

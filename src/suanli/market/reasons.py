@@ -10,6 +10,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
+
 from suanli.market.decision import Reason, ReasonCode
 from suanli.market.job_candidates import FILTER_STAGES
 from suanli.market.service_candidates import SERVICE_STAGES
@@ -94,8 +97,11 @@ def job_reasons(
                 fails["capacity"],
             ),
         )
+    room = _room_left(j, snapshot, pools, walk)
+    if room is not None:
+        return (*out, room)
     # Feasible pools had room at the start of the round; higher-surplus work took it.
-    cand = [int(p) for p in jc.pool[jc.item == j]]
+    cand = [int(p) for p in jc.pool[_pairs_of(jc.item, j)]]
     best = min(cand, key=lambda p: prices[p] / pools.speed[p]) if cand else -1
     detail = (
         f"; cheapest candidate {pools.ids[best]} now {prices[best]:.2f} yuan/GPU-h"
@@ -111,6 +117,55 @@ def job_reasons(
             len(cand),
         ),
     )
+
+
+def _room_left(j: int, snapshot: MarketSnapshot, pools: PoolArrays, walk: Walk) -> Reason | None:
+    """Why job j is out although candidate pools had its GPUs free: at one with room left,
+    only a voucher made it affordable and the program's budget or the buyer's cap ran out
+    (PRICE); or at every one, the free GPUs are spread over nodes the gang cannot use
+    (CAPACITY). None otherwise (the room went to other work)."""
+    jc = walk.jc
+    job = snapshot.jobs[j]
+    n = job.gpus
+    fragmented: list[int] = []
+    # (cost per ref GPU-hour without the voucher, pool, program) of each such pool
+    short: list[tuple[float, int, int]] = []
+    pairs = _pairs_of(jc.item, j)
+    for g in range(pairs.start, pairs.stop):
+        p, v = int(jc.pool[g]), int(jc.voucher[g])
+        if not walk.fits(p, n, at_start=True):
+            fragmented.append(p)
+            continue
+        if walk.state.free[p] < n:
+            continue
+        if not walk.fits(p, n, at_start=False):
+            fragmented.append(p)
+            continue
+        cost = (1.0 + walk.fee) * float(pools.reserve[p]) / float(pools.speed[p])
+        if v >= 0 and job.bid_cny_per_ref_gpu_hour <= cost:
+            short.append((cost, p, v))
+    if short:
+        cost, p, v = min(short)
+        return _r(
+            ReasonCode.PRICE,
+            f"voucher {walk.book.programs[v].id} has no budget left for this buyer this round "
+            f"(program budget or per-buyer cap); without it bid "
+            f"{job.bid_cny_per_ref_gpu_hour:.2f} < {cost:.2f} yuan per ref GPU-hour "
+            f"({pools.ids[p]}, fee included)",
+            len(short),
+        )
+    if fragmented and len(fragmented) == len(pairs):
+        p = fragmented[0]
+        gpn = int(pools.gpn[p])
+        lack = (
+            f"no node with {n} free GPUs" if n <= gpn else f"fewer than {n // gpn} whole free nodes"
+        )
+        return _r(
+            ReasonCode.CAPACITY,
+            f"free GPUs are spread over nodes: {pools.ids[p]} has {lack}",
+            len(fragmented),
+        )
+    return None
 
 
 def service_reasons(
@@ -141,8 +196,8 @@ def service_reasons(
             rs.append(
                 _r(
                     ReasonCode.LATENCY,
-                    f"{item.city}→{site} {rtt:.0f} ms + prefill {ttft / 1000:.2f} s > TTFT "
-                    f"{svc.ttft_ms / 1000:.2f} s (closest feasible hardware)",
+                    f"{item.city}→{site} {rtt:.0f} ms + prefill {_duration(ttft)} > TTFT "
+                    f"{_duration(svc.ttft_ms)} (closest feasible hardware)",
                     fails["latency"],
                 )
             )
@@ -155,6 +210,8 @@ def service_reasons(
                 )
             )
         hard = len(pools.ids) - sum(item.stage_fail[:4])
+        # inf when no feasible pool has room for one more replica: then it is capacity.
+        replica_cost = _cheapest_replica_cost(walk, i) if hard > 0 else math.inf
         if hard > 0 and fails["price"] == hard:
             rs.append(
                 _r(
@@ -164,13 +221,13 @@ def service_reasons(
                     fails["price"],
                 )
             )
-        elif hard > 0 and left * item.value_cny_per_rps_hour < _cheapest_replica_cost(walk, i):
+        elif hard > 0 and left * item.value_cny_per_rps_hour < replica_cost < math.inf:
             rs.append(
                 _r(
                     ReasonCode.PRICE,
                     f"{left:.2f} req/s is worth {left * item.value_cny_per_rps_hour:.2f} yuan/h, "
                     f"less than a replica costs at the cheapest feasible pool with room "
-                    f"({_cheapest_replica_cost(walk, i):.2f} yuan/h)",
+                    f"({replica_cost:.2f} yuan/h)",
                     hard - fails["price"],
                 )
             )
@@ -189,7 +246,7 @@ def service_reasons(
 def _cheapest_replica_cost(walk: Walk, i: int) -> float:
     """Cheapest hourly cost (reserve + fee) of one more replica for item i where it fits."""
     sc = walk.sc
-    pairs = [int(s) for s in (sc.item == i).nonzero()[0]]
+    pairs = _pairs_of(sc.item, i)
     fee = walk.fee
     costs = [
         float(sc.gpus_per_replica[s]) * float(walk.pools.reserve[sc.pool[s]]) * (1 + fee)
@@ -197,6 +254,18 @@ def _cheapest_replica_cost(walk: Walk, i: int) -> float:
         if walk.state.free[int(sc.pool[s])] >= int(sc.gpus_per_replica[s])
     ]
     return min(costs, default=float("inf"))
+
+
+def _pairs_of(items: npt.NDArray[np.int64], i: int) -> range:
+    """Indexes of item i's candidate pairs (pairs are grouped by item, ascending)."""
+    lo = int(np.searchsorted(items, i, side="left"))
+    hi = int(np.searchsorted(items, i, side="right"))
+    return range(lo, hi)
+
+
+def _duration(ms: float) -> str:
+    """Milliseconds under a second (a tight TTFT of 0.04 s would read as noise), else s."""
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
 
 
 def _r(code: ReasonCode, message: str, pools: int) -> Reason:

@@ -128,8 +128,9 @@ def service_candidates(
             best_latency = None
             for stage, mask in enumerate((ok_perf, ok_gpu, ok_lat, ok_local, ok_price, ok_free)):
                 fails.append(int(np.count_nonzero(alive & ~mask)))
-                if stage == 2 and np.any(alive):
-                    idx = int(np.argmin(np.where(alive, rtt + ttft, np.inf)))
+                if stage == 2 and np.any(late := alive & ~mask):
+                    # Closest to the SLO among the pools it rejects (the others meet it).
+                    idx = int(np.argmin(np.where(late, rtt + ttft, np.inf)))
                     best_latency = (float(rtt[idx]), float(ttft[idx]), pools.ids[idx])
                 alive &= mask
                 if stage == 3:

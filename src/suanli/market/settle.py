@@ -9,7 +9,9 @@ Price of pool p = reserve r_p + scarcity rent, where the rent is
 So no buyer pays more than its (voucher-raised) bid and no seller gets less than its
 reserve. For each placement the seller receives price × GPUs × hours, the platform
 fee_rate on top of it; a voucher pays its coverage share of that total (never more than it
-reserved), the buyer the rest: buyer + voucher = seller + fee, to the fen.
+reserved), the buyer the rest: buyer + voucher = seller + fee, to the fen. A service's
+bill over its pools is rounded once and kept within the value of its served tokens at the
+bid, so rounding never lifts a buyer above its bid by more than the fee's half fen.
 """
 
 from __future__ import annotations
@@ -143,13 +145,15 @@ def settle(
     unserved_by_service = service_reasons(snapshot, pools, walk)
     for k, svc in enumerate(snapshot.services):
         replicas = []
-        seller_fen = 0
+        seller_exact_fen = 0.0
+        worth_net_fen = 0.0  # the served tokens at the bid, net of fee, over the horizon
         for (kk, p), on in sorted(st.svc.items()):
             if kk != k or on.replicas == 0:
                 continue
             gpus = on.replicas * on.gpus_per_replica
             sold[p] += gpus
-            seller_fen += round(prices[p] * gpus * horizon_h * 100)
+            seller_exact_fen += prices[p] * gpus * horizon_h * 100
+            worth_net_fen += svc_value[(k, p)] * horizon_h * 100
             welfare += svc_value[(k, p)] - gpus * reserve[p]
             replicas.append(
                 ReplicaPlacement(
@@ -160,6 +164,9 @@ def settle(
                     capacity_rps_per_replica=on.cap_rps,
                 )
             )
+        # One rounding for the whole bill, never above what the buyer's bid is worth (rounding
+        # pool by pool could add half a fen per pool on top of a price at the bid).
+        seller_fen = min(round(seller_exact_fen), math.floor(worth_net_fen + 1e-9))
         fee_fen = round(seller_fen * fee)
         routes = tuple(_merge_routes(routes_by_service[k]))
         services_out.append(

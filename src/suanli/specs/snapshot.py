@@ -17,14 +17,16 @@ Example (YAML)::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from suanli.catalog import load_catalog
+from suanli.catalog import Catalog, load_catalog
 from suanli.catalog.queries import accelerator, city, model
 from suanli.domain import Fabric, PoolId, Region, Site, SiteId
-from suanli.errors import InvalidInput
+from suanli.errors import InvalidInput, UnknownName
 from suanli.market.context import MarketContext
 from suanli.market.snapshot import (
     BatchJob,
@@ -41,6 +43,8 @@ from suanli.perf.training import speed_factor
 from suanli.specs._parse import load_document, parse_model
 
 __all__ = ["SnapshotSpec", "load_snapshot", "snapshot_from_spec"]
+
+T = TypeVar("T")
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 Pos = Field(gt=0, allow_inf_nan=False)
@@ -152,7 +156,10 @@ class SnapshotSpec(BaseModel):
 
 def load_snapshot(path: Path) -> tuple[MarketSnapshot, MarketContext]:
     """Read, validate and resolve a snapshot file; InvalidInput says what is wrong."""
-    spec = parse_model(SnapshotSpec, load_document(path), str(path))
+    document = load_document(path)
+    if document is None:
+        raise InvalidInput(f"{path}: the file is empty; it needs at least `pools` or `fleet`")
+    spec = parse_model(SnapshotSpec, document, str(path))
     return snapshot_from_spec(spec)
 
 
@@ -205,7 +212,7 @@ def snapshot_from_spec(spec: SnapshotSpec) -> tuple[MarketSnapshot, MarketContex
             raise InvalidInput(
                 f"pools.{i} ({ps.id}): site {ps.site_id!r} is not in `sites` or the fleet"
             )
-        gpu = accelerator(cat, ps.gpu)
+        gpu = _named(accelerator, cat, ps.gpu, f"pools.{i}.gpu ({ps.id})")
         pools.append(
             PoolState(
                 id=PoolId(ps.id),
@@ -228,39 +235,48 @@ def snapshot_from_spec(spec: SnapshotSpec) -> tuple[MarketSnapshot, MarketContex
             gpus=j.gpus,
             work_ref_gpu_hours=j.work_ref_gpu_hours,
             bid_cny_per_ref_gpu_hour=j.bid_cny_per_ref_gpu_hour,
-            origin_city=city(cat, j.origin_city).name,
+            origin_city=_named(city, cat, j.origin_city, f"jobs.{i}.origin_city ({j.id})").name,
             deadline_h=j.deadline_h,
             data_gb=j.data_gb,
             min_mem_gb=j.min_mem_gb,
             allowed_gpus=(
-                frozenset(accelerator(cat, g).name for g in j.allowed_gpus)
+                frozenset(
+                    _named(accelerator, cat, g, f"jobs.{i}.allowed_gpus ({j.id})").name
+                    for g in j.allowed_gpus
+                )
                 if j.allowed_gpus is not None
                 else None
             ),
             interruptible=j.interruptible,
             submitted_at_h=j.submitted_at_h,
         )
-        for j in spec.jobs
+        for i, j in enumerate(spec.jobs)
     )
     services = tuple(
         InferenceService(
             id=ServiceId(s.id),
             buyer=BuyerId(s.buyer),
-            model=model(cat, s.model).name,
-            demand_rps={city(cat, c).name: rps for c, rps in s.demand_rps.items()},
+            model=_named(model, cat, s.model, f"services.{k}.model ({s.id})").name,
+            demand_rps={
+                _named(city, cat, c, f"services.{k}.demand_rps ({s.id})").name: rps
+                for c, rps in s.demand_rps.items()
+            },
             prompt_tokens=s.prompt_tokens,
             output_tokens=s.output_tokens,
             ttft_ms=s.ttft_ms,
             tpot_ms=s.tpot_ms,
             bid_cny_per_m_output_tokens=s.bid_cny_per_m_output_tokens,
             allowed_gpus=(
-                frozenset(accelerator(cat, g).name for g in s.allowed_gpus)
+                frozenset(
+                    _named(accelerator, cat, g, f"services.{k}.allowed_gpus ({s.id})").name
+                    for g in s.allowed_gpus
+                )
                 if s.allowed_gpus is not None
                 else None
             ),
             submitted_at_h=s.submitted_at_h,
         )
-        for s in spec.services
+        for k, s in enumerate(spec.services)
     )
     vouchers = tuple(
         VoucherProgram(
@@ -292,3 +308,12 @@ def snapshot_from_spec(spec: SnapshotSpec) -> tuple[MarketSnapshot, MarketContex
         rules=MarketRules(**spec.rules.model_dump()),
     )
     return snapshot, ctx
+
+
+def _named(lookup: Callable[[Catalog, str], T], cat: Catalog, name: str, where: str) -> T:
+    """``lookup(cat, name)``; an UnknownName also says where in the file the name was."""
+    try:
+        return lookup(cat, name)
+    except UnknownName as exc:
+        exc.args = (f"{where}: {exc}",)
+        raise

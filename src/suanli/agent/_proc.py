@@ -1,0 +1,88 @@
+"""Process groups: who is still in one, and stopping all of them (TERM, grace, KILL).
+
+A job's processes share the process group its leader opened (``start_new_session``).
+Zombies are not counted: an orphan that exited may wait long for a PID 1 that reaps late,
+and it holds nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["group_alive", "group_members", "stop_group"]
+
+_PROC = Path("/proc")
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) pids in process group ``pgid``; needs /proc (Linux)."""
+    members: list[int] = []
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited while we looked
+        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live process is left in group ``pgid``."""
+    if _PROC.is_dir():
+        return bool(group_members(pgid))
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(
+    pgid: int,
+    grace_s: float,
+    *,
+    reap: Callable[[], object] = lambda: None,
+    poll_s: float = 0.05,
+) -> bool:
+    """TERM every process in the group, KILL what is left after ``grace_s``.
+
+    ``reap`` is called while waiting so the caller can collect its own child (the leader),
+    which would otherwise linger as a zombie. Returns True if KILL was needed.
+    """
+    if not _signal(pgid, signal.SIGTERM):
+        return False
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        reap()
+        if not group_alive(pgid):
+            return False
+        time.sleep(poll_s)
+    _signal(pgid, signal.SIGKILL)
+    # KILL cannot be caught; wait briefly so callers see the group gone when we return.
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        reap()
+        if not group_alive(pgid):
+            break
+        time.sleep(poll_s)
+    return True
+
+
+def _signal(pgid: int, sig: signal.Signals) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,115 @@
+"""What every job sees, whatever the backend: its folders, its SUANLI_* variables, its command.
+
+Folders, under the backend's runs directory unless the work names its own::
+
+    <runs_dir>/<job_name>/            the run folder: job script, stdout.log, stderr.log
+    <runs_dir>/<job_name>/work/       working directory (cwd) when the work names none
+    <runs_dir>/<work id>/checkpoints/ checkpoint directory when the work names none; shared
+                                      by every attempt of the work, so a re-run resumes
+
+Variables (besides the work's own ``env``)::
+
+    SUANLI_WORK_ID, SUANLI_ATTEMPT, SUANLI_BACKEND, SUANLI_GPUS (count given),
+    SUANLI_CHECKPOINT_DIR, SUANLI_RESUME (restart | checkpoint),
+    SUANLI_CHECKPOINT_EVERY_S (when the work promised an interval), SUANLI_STOP_GRACE_S
+
+The agent's own environment is not passed on (it may hold the agent's credentials); only the
+names in ``PASSED_ENV`` are, so jobs still find their tools.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from suanli.agent.backend import WorkSpec
+
+__all__ = [
+    "LOG_TAIL_LINES",
+    "PASSED_ENV",
+    "JobPaths",
+    "job_paths",
+    "log_tail",
+    "passed_env",
+    "shell_command",
+    "suanli_env",
+]
+
+PASSED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SHELL")
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class JobPaths:
+    run_dir: Path
+    working_dir: Path
+    checkpoint_dir: Path
+    stdout: Path
+    stderr: Path
+
+
+def job_paths(runs_dir: Path, work: WorkSpec) -> JobPaths:
+    """Where a job's files go (see the module docstring); nothing is created here."""
+    run_dir = runs_dir / work.job_name
+    return JobPaths(
+        run_dir=run_dir,
+        working_dir=work.working_dir or run_dir / "work",
+        checkpoint_dir=work.checkpoint_dir or runs_dir / work.id / "checkpoints",
+        stdout=run_dir / "stdout.log",
+        stderr=run_dir / "stderr.log",
+    )
+
+
+def suanli_env(work: WorkSpec, backend: str, checkpoint_dir: Path) -> dict[str, str]:
+    """The SUANLI_* variables for ``work`` (see the module docstring)."""
+    env = {
+        "SUANLI_WORK_ID": work.id,
+        "SUANLI_ATTEMPT": str(work.attempt),
+        "SUANLI_BACKEND": backend,
+        "SUANLI_GPUS": str(work.gpus),
+        "SUANLI_CHECKPOINT_DIR": str(checkpoint_dir),
+        "SUANLI_RESUME": work.resume.mode.value,
+        "SUANLI_STOP_GRACE_S": f"{work.resume.stop_grace_s:g}",
+    }
+    if work.resume.checkpoint_every_s is not None:
+        env["SUANLI_CHECKPOINT_EVERY_S"] = f"{work.resume.checkpoint_every_s:g}"
+    return env
+
+
+def passed_env(source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The allow-listed part of ``source`` (default: this process's environment)."""
+    src = os.environ if source is None else source
+    return {k: src[k] for k in PASSED_ENV if k in src}
+
+
+def shell_command(command: tuple[str, ...] | str) -> str:
+    """``command`` as one line for ``/bin/sh``: an argv is quoted word by word; a shell
+    string runs in its own ``sh -c`` so its ``exit``/``cd`` cannot reach the wrapper."""
+    if isinstance(command, str):
+        return f"/bin/sh -c {shlex.quote(command)}"
+    return shlex.join(command)
+
+
+def log_tail(paths: tuple[Path, ...], lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of each existing, non-empty file, stderr marked as such."""
+    parts: list[str] = []
+    for path in paths:
+        text = _read_tail(path, lines)
+        if text:
+            parts.append(text if path.name == "stdout.log" else f"[{path.name}]\n{text}")
+    return "\n".join(parts)
+
+
+def _read_tail(path: Path, lines: int) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            # Logs can be large; the tail lives in the last few KiB.
+            f.seek(max(0, f.tell() - 256 * lines))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
