@@ -150,4 +150,13 @@ def test_capture_share_balances_and_never_exceeds_the_hold(
     assert got.buyer_fen + got.voucher_fen == got.seller_fen + got.fee_fen
     assert 0 <= got.seller_fen <= planned.seller_fen
     assert 0 <= got.voucher_fen <= planned.voucher_fen
-    assert got.buyer_fen >= 0
+    assert 0 <= got.buyer_fen <= planned.buyer_fen
+    assert got.fee_fen <= planned.fee_fen
+
+
+def test_capture_share_found_case() -> None:
+    # Found by the service's tests: hold buyer 5 / voucher 129 / seller 67 / fee 67 at share
+    # 0.9649: seller 65, fee 65, voucher round(124.47) = 124 → buyer would be 6 > hold 5;
+    # the voucher takes the fen instead: buyer 5, voucher 125.
+    got = capture_share(Payment(5, 129, 67, 67), 0.9649)
+    assert (got.buyer_fen, got.voucher_fen, got.seller_fen, got.fee_fen) == (5, 125, 65, 65)

@@ -3,7 +3,7 @@
 A placement's planned payment (from the clearing decision) is held when work is placed.
 Delivered GPU time captures the share ``delivered / planned`` of each leg — buyer,
 voucher, seller, fee — rounded to the fen so that the legs still balance; what is not
-delivered is released. Capture never exceeds the hold.
+delivered is released. No leg's capture ever exceeds its hold.
 """
 
 from __future__ import annotations
@@ -18,9 +18,14 @@ def capture_share(planned: Payment, share: float) -> Payment:
     share = min(1.0, max(0.0, share))
     seller = round(planned.seller_fen * share)
     fee = round(planned.fee_fen * share)
-    voucher = min(round(planned.voucher_fen * share), seller + fee)
+    total = seller + fee  # ≤ planned total, so buyer and voucher holds can cover it
+    voucher = min(round(planned.voucher_fen * share), total)
+    buyer = total - voucher
+    if buyer > planned.buyer_fen:  # rounding pushed the buyer past its hold: the voucher,
+        buyer = planned.buyer_fen  # which has room (total ≤ buyer hold + voucher hold),
+        voucher = total - buyer  # takes the fen
     return Payment(
-        buyer_fen=seller + fee - voucher,
+        buyer_fen=buyer,
         voucher_fen=voucher,
         seller_fen=seller,
         fee_fen=fee,
