@@ -66,3 +66,107 @@ def clearing(
     )
     for note in result["notes"]:
         console.print(f"  {note}")
+
+
+@bench_app.command("api")
+def api(
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Jobs to submit per database.")] = 3000,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=512, help="Client threads.")
+    ] = 32,
+    clear_interval_s: Annotated[
+        float, typer.Option("--clear-interval", min=0.05, help="Seconds between rounds.")
+    ] = 1.0,
+    pg_url: Annotated[
+        str | None, typer.Option("--pg-url", help="Admin URL of a PostgreSQL to use.")
+    ] = None,
+    databases: Annotated[
+        str, typer.Option("--databases", help="Comma-separated: sqlite, postgresql.")
+    ] = "sqlite,postgresql",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Load the exchange's API on loopback: submissions/s, latency, time to placement."""
+    from suanli.bench.api import run_api_bench
+
+    result = run_api_bench(
+        jobs=jobs,
+        concurrency=concurrency,
+        clear_interval_s=clear_interval_s,
+        pg_url=pg_url,
+        databases=tuple(d.strip() for d in databases.split(",") if d.strip()),
+    )
+    if as_json:
+        print_json(result)
+        return
+    print_table(
+        result["rows"],
+        [
+            "database",
+            "ok",
+            "errors",
+            "per_s",
+            "p50_ms",
+            "p99_ms",
+            "placed",
+            "place_p50_s",
+            "place_p99_s",
+            "rounds",
+            "max_round_solve_ms",
+        ],
+        title=f"API benchmark: {jobs} job submissions, {concurrency} clients",
+        headers={
+            "per_s": "submissions/s",
+            "p50_ms": "p50 ms",
+            "p99_ms": "p99 ms",
+            "place_p50_s": "to placement p50 s",
+            "place_p99_s": "p99 s",
+            "max_round_solve_ms": "max solve ms",
+        },
+    )
+    for note in result["notes"]:
+        console.print(f"  {note}")
+
+
+@bench_app.command("simulate")
+def simulate(
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="Built-in scenario or file.")
+    ] = "china-2025",
+    days: Annotated[float, typer.Option("--days", min=0.01, help="Simulated days.")] = 7.0,
+    policies: Annotated[
+        str, typer.Option("--policies", help="Comma-separated policy names.")
+    ] = "exchange,local,cheapest,nearest",
+    seed: Annotated[int | None, typer.Option("--seed", help="Workload seed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Time a multi-day simulation per policy: per simulated day, per round, peak memory."""
+    from suanli.bench.simulate import run_simulate_bench
+
+    result = run_simulate_bench(scenario, days, policies, seed)
+    if as_json:
+        print_json(result)
+        return
+    print_table(
+        result["rows"],
+        [
+            "policy",
+            "rounds",
+            "wall_s",
+            "cpu_s",
+            "wall_s_per_day",
+            "wall_ms_per_round",
+            "cpu_ms_per_round",
+            "peak_rss_mb",
+            "wall_vs_exchange",
+        ],
+        title=f"Simulator benchmark: {result['scenario']}, {days:g} days, each policy alone",
+        headers={
+            "wall_s": "wall s",
+            "cpu_s": "CPU s",
+            "wall_s_per_day": "wall s / sim day",
+            "wall_ms_per_round": "wall ms / round",
+            "cpu_ms_per_round": "CPU ms / round",
+            "peak_rss_mb": "peak RSS MB",
+            "wall_vs_exchange": "÷ exchange",
+        },
+    )

@@ -6,7 +6,18 @@ from collections.abc import Callable
 
 import typer
 
-from suanli.cli import bench_cmd, catalog_cmd, clear_cmd, demo_cmd, latency_cmd, perf_cmd
+from suanli.cli import (
+    account_cmd,
+    bench_cmd,
+    catalog_cmd,
+    clear_cmd,
+    demo_cmd,
+    latency_cmd,
+    market_cmd,
+    perf_cmd,
+    up_cmd,
+    work_cmd,
+)
 
 REGISTRY: list[Callable[[typer.Typer], None]] = [
     demo_cmd.register,
@@ -15,4 +26,8 @@ REGISTRY: list[Callable[[typer.Typer], None]] = [
     latency_cmd.register,
     clear_cmd.register,
     bench_cmd.register,
+    up_cmd.register,
+    account_cmd.register,
+    work_cmd.register,
+    market_cmd.register,
 ]

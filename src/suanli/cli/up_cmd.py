@@ -1,0 +1,159 @@
+"""``suanli up``: start the exchange on embedded defaults (SQLite in the data directory,
+the built-in catalogue, the first operator's token printed once)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from suanli.cli._output import console
+from suanli.errors import InvalidInput
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``suanli up`` to ``app``."""
+    app.command("up")(up)
+
+
+def up(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to bind (loopback by default).")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (default 8000).")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the SQLite database lives.")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="postgresql://… instead of SQLite in the data dir."),
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the china-2025 fleet and a stream of sample work.")
+    ] = False,
+    clear_interval_s: Annotated[
+        float | None, typer.Option("--clear-interval", help="Seconds between clearing rounds.")
+    ] = None,
+    allow_remote: Annotated[
+        bool, typer.Option("--allow-remote", help="Allow binding a non-loopback address.")
+    ] = False,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Development mode (relaxes safety checks).")
+    ] = False,
+    new_operator_token: Annotated[
+        bool, typer.Option("--new-operator-token", help="Print a fresh operator token.")
+    ] = False,
+    duration_s: Annotated[
+        float | None, typer.Option("--duration", help="Stop after this many seconds.", hidden=True)
+    ] = None,
+) -> None:
+    """Start the exchange: HTTP API, clearing loop, ledger. Ctrl-C stops it."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from suanli.service.app import bootstrap, create_app, runtime_of
+    from suanli.service.settings import ServiceSettings
+
+    given: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "clear_interval_s": clear_interval_s,
+    }
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if allow_remote:
+        overrides["allow_remote"] = True
+    if dev:
+        overrides["environment"] = "development"
+    if demo and clear_interval_s is None:
+        overrides["clear_interval_s"] = 2.0
+    try:
+        settings = ServiceSettings(**overrides)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"invalid settings: {errs}") from None
+    settings.check_safe()
+
+    def on_round(summary: Any) -> None:
+        if summary.round_id is None:
+            return
+        util = summary.gpus_allocated / summary.gpus_offered if summary.gpus_offered else 0.0
+        console.print(
+            f"round {summary.round_id}: {summary.pending_jobs} jobs and "
+            f"{summary.pending_services} services waiting → placed {summary.jobs_placed} jobs, "
+            f"{summary.services_placed} services ({summary.gpus_placed} GPUs) in "
+            f"{summary.solve_s * 1000:.0f} ms; {summary.gpus_allocated:,} of "
+            f"{summary.gpus_offered:,} GPUs busy ({util:.1%})",
+            highlight=False,
+        )
+
+    app = create_app(settings, on_round=on_round)
+    rt = runtime_of(app)
+    url = f"http://{settings.host}:{settings.port}"
+    token = bootstrap(app)
+    if token is None and new_operator_token:
+        token = _fresh_operator_token(app)
+    console.print(
+        f"[bold]suanli exchange[/] at {url}  (database: {rt.db.dialect}, {_where(settings)})"
+    )
+    if token:
+        console.print(
+            "operator token (shown once, keep it):\n"
+            f"  {token}\n"
+            f"log in with:  suanli login --url {url} --token {token}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            "an operator exists already; use its token, or restart with --new-operator-token"
+        )
+    driver = None
+    if demo:
+        from suanli.service.demo import DemoDriver, setup_demo
+
+        setup = setup_demo(rt)
+        console.print(
+            f"demo: {setup.fleet} fleet, {setup.sites} sites, {setup.pools} pools, "
+            f"{setup.gpus:,} GPUs offered by demo-seller; 3 buyers submit work every few "
+            "seconds; jobs finish 600× faster than real time"
+        )
+        driver = DemoDriver(url, setup)
+    console.print(f"OpenAPI: {url}/docs   metrics: {url}/metrics   Ctrl-C to stop")
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+    )
+    if driver is not None:
+        driver.start()
+    if duration_s is not None:
+        threading.Timer(duration_s, lambda: setattr(server, "should_exit", True)).start()
+    try:
+        server.run()
+    finally:
+        if driver is not None:
+            driver.stop()
+
+
+def _where(settings: Any) -> str:
+    return "URL given" if settings.database_url else str(settings.data_dir / "exchange.db")
+
+
+def _fresh_operator_token(app: Any) -> str:
+    from sqlalchemy import select
+
+    from suanli.service.accounts import issue_token
+    from suanli.service.app import runtime_of
+    from suanli.service.tables import Account
+
+    rt = runtime_of(app)
+
+    def run(session: Any) -> str:
+        acc = session.scalars(select(Account).where(Account.role == "operator")).first()
+        return issue_token(session, acc.id, rt.clock.now(), "suanli up --new-operator-token")[1]
+
+    return rt.db.transact(run)

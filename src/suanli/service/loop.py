@@ -1,0 +1,164 @@
+"""The clearing loop: every N seconds, one round — run by exactly one process.
+
+Leadership: on PostgreSQL a session-level ``pg_try_advisory_lock`` held on a dedicated
+connection (released by the server if the process dies); on SQLite an exclusive
+``flock`` on a file beside the database. A follower keeps trying, so another process
+takes over within one interval of the leader's exit.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Protocol
+
+from sqlalchemy import Connection, text
+
+from suanli.service.clearing import RoundSummary, run_round
+from suanli.service.db import Database
+from suanli.service.runtime import Runtime
+
+__all__ = ["ADVISORY_KEY", "ClearingLoop", "LeaderLock", "leader_lock_for"]
+
+log = logging.getLogger("suanli.service.loop")
+
+# "suanli" in ASCII: the advisory lock key of the clearing loop.
+ADVISORY_KEY = 0x7375616E6C69
+
+
+class LeaderLock(Protocol):
+    def acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class PgLeaderLock:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._conn: Connection | None = None
+
+    def acquire(self) -> bool:
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT 1"))
+                return True
+            except Exception:  # the connection died: so did the lock
+                self._drop()
+        conn = self.db.engine.connect()
+        got = bool(
+            conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar()
+        )
+        conn.commit()
+        if got:
+            self._conn = conn
+        else:
+            conn.close()
+        return got
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                log.debug("closing a dead leader connection failed", exc_info=True)
+            self._conn = None
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_KEY})
+                self._conn.commit()
+            finally:
+                self._drop()
+
+
+class FileLeaderLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> bool:
+        if self._file is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = self.path.open("ab")
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            return False
+        self._file = f
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+class _ThreadLock:
+    """In-memory SQLite: one process by construction."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+def leader_lock_for(db: Database) -> LeaderLock:
+    if not db.is_sqlite:
+        return PgLeaderLock(db)
+    path = db.url.database
+    if not path or path == ":memory:":
+        return _ThreadLock()
+    return FileLeaderLock(Path(path + ".clearing.lock"))
+
+
+class ClearingLoop:
+    """A daemon thread that clears a round every ``interval_s`` while it is the leader."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        interval_s: float,
+        *,
+        lock: LeaderLock | None = None,
+        on_round: Callable[[RoundSummary], None] | None = None,
+    ) -> None:
+        self.rt = rt
+        self.interval_s = interval_s
+        self.lock = lock or leader_lock_for(rt.db)
+        self.on_round = on_round
+        self.is_leader = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="suanli-clearing", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.lock.release()
+        self.is_leader = False
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.is_leader = self.lock.acquire()
+                if self.is_leader:
+                    summary = run_round(self.rt)
+                    if self.on_round is not None:
+                        self.on_round(summary)
+            except Exception:
+                # A failed round rolled back whole; the next one starts from the rows.
+                log.exception("clearing round failed")
+                self.rt.metrics.rounds.labels("failed").inc()
+            self._stop.wait(self.interval_s)

@@ -1,0 +1,63 @@
+"""Bounded building blocks shared by the schemas."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+__all__ = [
+    "ID_PATTERN",
+    "POOL_ID_PATTERN",
+    "Fen",
+    "Id",
+    "In",
+    "Name",
+    "Out",
+    "PoolRef",
+    "PositiveFen",
+    "Text",
+    "Timestamp",
+    "bounded_float",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"
+POOL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,79}$"  # pools are "<site>/<name>"
+MAX_FEN = 10**13  # 100 billion yuan: far above any budget, far below 2**63
+
+Id = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+PoolRef = Annotated[str, StringConstraints(pattern=POOL_ID_PATTERN)]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
+Text = Annotated[str, StringConstraints(max_length=10_000, pattern=r"^[^\x00]*$")]
+Fen = Annotated[int, Field(ge=0, le=MAX_FEN)]
+PositiveFen = Annotated[int, Field(gt=0, le=MAX_FEN)]
+
+
+def bounded_float(lo: float, hi: float, *, strict_lo: bool = False) -> object:
+    if strict_lo:
+        return Field(gt=lo, le=hi, allow_inf_nan=False)
+    return Field(ge=lo, le=hi, allow_inf_nan=False)
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if not 2000 <= value.year <= 2200:
+        raise ValueError("must be between the years 2000 and 2200")
+    return value.astimezone(UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
+
+
+class In(BaseModel):
+    """A request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)

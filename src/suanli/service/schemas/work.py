@@ -1,0 +1,205 @@
+"""Jobs and services: the YAML/JSON task formats buyers submit, and what they read back.
+
+A job file, in the spirit of SkyPilot task files::
+
+    kind: job
+    name: finetune-qwen
+    image: pytorch/pytorch:2.4.0-cuda12.1
+    command: torchrun --nproc-per-node 8 train.py
+    resources: {gpus: 16, min_mem_gb: 80, allowed_gpus: [H100, H800, H20]}
+    work_ref_gpu_hours: 64          # work in H100 GPU-hours
+    bid_cny_per_ref_gpu_hour: 12    # the most you pay per H100 GPU-hour
+    deadline_h: 12
+    data: {origin_city: Shanghai, size_gb: 200}
+    interruptible: true
+    checkpoint: {every_h: 0.5}
+
+A service file::
+
+    kind: service
+    name: chat
+    model: Llama-3.1-8B
+    demand_rps: {Shanghai: 40, Hangzhou: 10}
+    tokens: {prompt: 1000, output: 250}
+    slo: {ttft_ms: 500, tpot_ms: 30}
+    bid_cny_per_m_output_tokens: 10
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from suanli.service.schemas.common import In, Name, Out, Text
+
+__all__ = [
+    "CheckpointSpec",
+    "DataSpec",
+    "EventOut",
+    "JobOut",
+    "JobSpec",
+    "PlacementOut",
+    "ResourcesSpec",
+    "ServiceOut",
+    "ServiceSpec",
+    "SloSpec",
+    "TokensSpec",
+    "WhyOut",
+]
+
+GpuNames = Annotated[list[Name], Field(min_length=1, max_length=32)]
+
+
+class ResourcesSpec(In):
+    gpus: int = Field(default=1, gt=0, le=4096)
+    min_mem_gb: float = Field(default=0.0, ge=0, le=10_000, allow_inf_nan=False)
+    allowed_gpus: GpuNames | None = None
+
+
+class DataSpec(In):
+    origin_city: Name
+    size_gb: float = Field(default=0.0, ge=0, le=10_000_000, allow_inf_nan=False)
+
+
+class CheckpointSpec(In):
+    every_h: float = Field(gt=0, le=10_000, allow_inf_nan=False)
+
+
+class JobSpec(In):
+    kind: Literal["job"] = "job"
+    name: Name
+    image: Annotated[str, Field(max_length=300, pattern=r"^[^\x00-\x1f\x7f]*$")] | None = None
+    command: Text | None = None
+    resources: ResourcesSpec = ResourcesSpec()
+    work_ref_gpu_hours: float = Field(gt=0, le=10_000_000, allow_inf_nan=False)
+    bid_cny_per_ref_gpu_hour: float = Field(ge=0, le=10_000, allow_inf_nan=False)
+    deadline_h: float | None = Field(default=None, gt=0, le=87_600, allow_inf_nan=False)
+    data: DataSpec
+    interruptible: bool = False
+    checkpoint: CheckpointSpec | None = None
+
+    @model_validator(mode="after")
+    def _runnable(self) -> JobSpec:
+        if not self.image and not self.command:
+            raise ValueError("give an image, a command, or both: there is nothing to run")
+        return self
+
+
+class TokensSpec(In):
+    prompt: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+    output: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+
+
+class SloSpec(In):
+    ttft_ms: float = Field(gt=0, le=600_000, allow_inf_nan=False)
+    tpot_ms: float = Field(gt=0, le=60_000, allow_inf_nan=False)
+
+
+class ServiceResources(In):
+    allowed_gpus: GpuNames | None = None
+
+
+class ServiceSpec(In):
+    kind: Literal["service"] = "service"
+    name: Name
+    model: Name
+    demand_rps: dict[Name, float] = Field(min_length=1, max_length=64)
+    tokens: TokensSpec
+    slo: SloSpec
+    bid_cny_per_m_output_tokens: float = Field(ge=0, le=100_000, allow_inf_nan=False)
+    resources: ServiceResources = ServiceResources()
+
+    @field_validator("demand_rps")
+    @classmethod
+    def _demand(cls, v: dict[str, float]) -> dict[str, float]:
+        for city, rps in v.items():
+            if not (isinstance(rps, (int, float)) and 0 <= rps <= 1_000_000 and rps == rps):
+                raise ValueError(f"demand for {city!r} must be a number in [0, 1e6], got {rps}")
+        if sum(v.values()) <= 0:
+            raise ValueError("total demand must be above 0 requests per second")
+        return v
+
+
+class EventOut(Out):
+    id: int
+    at: datetime
+    kind: str
+    subject_kind: str
+    subject_id: str
+    from_state: str | None
+    to_state: str | None
+    reason: str
+    actor: str | None = None
+    data: dict[str, object] | None = None
+
+
+class PlacementOut(Out):
+    allocation_id: str
+    pool_id: str
+    site_id: str | None
+    gpu: str | None
+    gpus: int
+    price_cny_per_gpu_hour: float
+    planned_h: float
+    held_buyer_fen: int
+    held_voucher_fen: int
+    voucher_program_id: str | None
+    why: str
+    active: bool
+
+
+class JobOut(Out):
+    id: str
+    tenant_id: str
+    name: str
+    state: str
+    reason: str
+    image: str | None
+    command: str | None
+    gpus: int
+    work_ref_gpu_hours: float
+    done_ref_gpu_hours: float
+    bid_cny_per_ref_gpu_hour: float
+    origin_city: str
+    data_gb: float
+    interruptible: bool
+    deadline_at: datetime | None
+    pool_id: str | None
+    exit_code: int | None
+    last_reasons: list[str]
+    submitted_at: datetime
+    placed_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ServiceOut(Out):
+    id: str
+    tenant_id: str
+    name: str
+    state: str
+    reason: str
+    model: str
+    demand_rps: dict[str, float]
+    served_rps: float
+    prompt_tokens: float
+    output_tokens: float
+    ttft_ms: float
+    tpot_ms: float
+    bid_cny_per_m_output_tokens: float
+    last_reasons: list[str]
+    replicas: list[PlacementOut] = Field(default_factory=list)
+    submitted_at: datetime
+    stopped_at: datetime | None
+
+
+class WhyOut(Out):
+    id: str
+    kind: Literal["job", "service"]
+    state: str
+    summary: str
+    reasons: list[str]
+    placements: list[PlacementOut]
+    events: list[EventOut]

@@ -1,0 +1,61 @@
+"""Sellers' sites and pools, and the offers that put a pool on the market."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from suanli.service.tables.base import Base, UtcDateTime
+
+__all__ = ["Offer", "PoolRow", "SiteRow"]
+
+
+class SiteRow(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(60), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    province: Mapped[str] = mapped_column(String(60))
+    city: Mapped[str] = mapped_column(String(60), default="")
+    region: Mapped[str] = mapped_column(String(16))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    hub_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    cluster_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    pue: Mapped[float] = mapped_column(Float)
+    power_price_cny_per_kwh: Mapped[float] = mapped_column(Float)
+    wan_gbps: Mapped[float] = mapped_column(Float)
+    up: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PoolRow(Base):
+    """GPUs of one model at one site. ``speed``: reference GPUs per GPU (H100 = 1)."""
+
+    __tablename__ = "pools"
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    gpu: Mapped[str] = mapped_column(String(40))
+    gpu_count: Mapped[int] = mapped_column(Integer)
+    gpus_per_node: Mapped[int] = mapped_column(Integer)
+    fabric: Mapped[str] = mapped_column(String(16))
+    reserve_cny_per_gpu_hour: Mapped[float] = mapped_column(Float)
+    speed: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Offer(Base):
+    """A pool is on the market while one of its offers is open; the newest sets the reserve."""
+
+    __tablename__ = "offers"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    pool_id: Mapped[str] = mapped_column(ForeignKey("pools.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    reserve_cny_per_gpu_hour: Mapped[float] = mapped_column(Float)
+    available_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    available_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)

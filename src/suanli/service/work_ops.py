@@ -1,0 +1,237 @@
+"""Changes to placed work outside the clearing round: cancel, agent reports, outages.
+
+Each function runs inside the caller's write transaction, locks the work's row first
+(then ledger rows, in id order), checks the lifecycle (``check_transition``), settles the
+allocation for the time it delivered and logs the transition with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.engine.lifecycle import WorkState, check_transition
+from suanli.service.auth import Principal
+from suanli.service.events import record_event
+from suanli.service.problems import Conflict, NotFound
+from suanli.service.schemas.agent import ReportIn
+from suanli.service.settlement import settle_allocation
+from suanli.service.tables import AllocationRow, JobRow, PoolRow, ServiceRow, SiteRow
+
+__all__ = [
+    "cancel_job",
+    "lock_job",
+    "preempt_job",
+    "report_job",
+    "set_site_up",
+    "stop_service",
+]
+
+
+def lock_job(session: Session, job_id: str, principal: Principal) -> JobRow:
+    """The buyer's (or, for operators, any) job, row-locked; NotFound otherwise."""
+    row = session.scalars(select(JobRow).where(JobRow.id == job_id).with_for_update()).first()
+    if row is None or (not principal.is_operator and row.tenant_id != principal.tenant_id):
+        raise NotFound(f"no job {job_id!r}")
+    return row
+
+
+def _active_allocation(session: Session, row: JobRow) -> AllocationRow | None:
+    if row.allocation_id is None:
+        return None
+    alloc = session.get(AllocationRow, row.allocation_id, with_for_update=True)
+    return alloc if alloc is not None and alloc.active else None
+
+
+def _ran_h(alloc: AllocationRow, now: datetime) -> float:
+    if alloc.started_at is None:
+        return 0.0
+    return max(0.0, (now - alloc.started_at).total_seconds() / 3600.0)
+
+
+def _transition(
+    session: Session,
+    row: JobRow,
+    to: WorkState,
+    reason: str,
+    now: datetime,
+    actor: str,
+    data: dict[str, object] | None = None,
+) -> None:
+    check_transition(row.id, WorkState(row.state), to)
+    record_event(
+        session,
+        at=now,
+        subject_kind="job",
+        subject_id=row.id,
+        kind="transition",
+        tenant_id=row.tenant_id,
+        actor=actor,
+        from_state=row.state,
+        to_state=to.value,
+        reason=reason,
+        data=data,
+    )
+    row.state = to.value
+    row.reason = reason
+
+
+def cancel_job(session: Session, row: JobRow, now: datetime, actor: str) -> None:
+    """Cancel: bill the GPU time already delivered, release the rest of the hold."""
+    check_transition(row.id, WorkState(row.state), WorkState.CANCELLED)
+    alloc = _active_allocation(session, row)
+    if alloc is not None:
+        settle_allocation(session, alloc, now, _ran_h(alloc, now))
+    _transition(session, row, WorkState.CANCELLED, "cancelled by buyer", now, actor)
+    row.finished_at = now
+
+
+def preempt_job(
+    session: Session,
+    row: JobRow,
+    alloc: AllocationRow | None,
+    now: datetime,
+    reason: str,
+    actor: str,
+) -> None:
+    """Preempted: keep progress up to the last checkpoint, bill delivered time, and wait
+    for the next round (``preempted → pending``), as the engine's ``fail_site`` does."""
+    check_transition(row.id, WorkState(row.state), WorkState.PREEMPTED)
+    if alloc is not None:
+        ran_h = _ran_h(alloc, now)
+        if row.checkpoint_every_h:
+            kept_h = math.floor(ran_h / row.checkpoint_every_h) * row.checkpoint_every_h
+        else:
+            kept_h = 0.0
+        speed = session.get(PoolRow, alloc.pool_id)
+        row.done_ref_gpu_hours = min(
+            row.work_ref_gpu_hours,
+            row.done_ref_gpu_hours + kept_h * alloc.gpus * (speed.speed if speed else 1.0),
+        )
+        settle_allocation(session, alloc, now, ran_h)
+    _transition(session, row, WorkState.PREEMPTED, reason, now, actor)
+    _transition(session, row, WorkState.PENDING, "waiting to be placed again", now, actor)
+    row.allocation_id = None
+    row.placed_at = None
+    row.started_at = None
+
+
+def report_job(session: Session, report: ReportIn, principal: Principal, now: datetime) -> JobRow:
+    """Apply an agent's report on a job placed on one of the reporter's pools."""
+    row = session.scalars(
+        select(JobRow).where(JobRow.id == report.job_id).with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"no job {report.job_id!r}")
+    alloc = _active_allocation(session, row)
+    if alloc is None:
+        raise Conflict(f"job {row.id} holds no GPUs (it is {row.state}); nothing to report")
+    if not principal.is_operator and alloc.seller_tenant_id != principal.tenant_id:
+        raise NotFound(f"no job {report.job_id!r} on your pools")
+    actor = principal.account_id
+    to = WorkState(report.state)
+    if to is WorkState.RUNNING:
+        _transition(session, row, to, report.reason or "started", now, actor)
+        alloc.started_at = now
+        row.started_at = now
+        return row
+    if to is WorkState.PREEMPTED:
+        preempt_job(session, row, alloc, now, report.reason or "preempted by the site", actor)
+        return row
+    check_transition(row.id, WorkState(row.state), to)
+    delivered_h = (
+        report.gpu_hours / alloc.gpus if report.gpu_hours is not None else _ran_h(alloc, now)
+    )
+    usage = settle_allocation(session, alloc, now, delivered_h, exit_code=report.exit_code)
+    if to is WorkState.SUCCEEDED:
+        reason = report.reason or "work done"
+        row.done_ref_gpu_hours = row.work_ref_gpu_hours
+    else:
+        code = "" if report.exit_code is None else f" (exit code {report.exit_code})"
+        reason = (report.reason or "failed on the site") + code
+    _transition(
+        session,
+        row,
+        to,
+        reason,
+        now,
+        actor,
+        data={"gpu_hours": usage.gpu_hours, "charged_fen": usage.buyer_fen + usage.voucher_fen},
+    )
+    row.exit_code = report.exit_code
+    row.finished_at = now
+    return row
+
+
+def stop_service(session: Session, row: ServiceRow, now: datetime, actor: str) -> None:
+    if row.state != "active":
+        raise Conflict(f"service {row.id} is already {row.state}")
+    for alloc in session.scalars(
+        select(AllocationRow)
+        .where(AllocationRow.item_id == row.id, AllocationRow.active.is_(True))
+        .with_for_update()
+    ):
+        delivered_h = (now - alloc.placed_at).total_seconds() / 3600.0
+        settle_allocation(session, alloc, now, delivered_h)
+    record_event(
+        session,
+        at=now,
+        subject_kind="service",
+        subject_id=row.id,
+        kind="stopped",
+        tenant_id=row.tenant_id,
+        actor=actor,
+        from_state="active",
+        to_state="stopped",
+        reason="stopped by buyer",
+    )
+    row.state = "stopped"
+    row.reason = "stopped by buyer"
+    row.served_rps = 0.0
+    row.stopped_at = now
+
+
+def set_site_up(
+    session: Session, site: SiteRow, up: bool, reason: str, now: datetime, actor: str
+) -> int:
+    """Take a site down (its work is preempted, replicas freed) or bring it back.
+
+    Returns how many allocations were ended.
+    """
+    ended = 0
+    if site.up and not up:
+        pools = list(session.scalars(select(PoolRow.id).where(PoolRow.site_id == site.id)))
+        allocs = list(
+            session.scalars(
+                select(AllocationRow)
+                .where(AllocationRow.active.is_(True), AllocationRow.pool_id.in_(pools))
+                .order_by(AllocationRow.id)
+            )
+        )
+        for alloc in allocs:
+            if alloc.kind == "job":
+                job = session.scalars(
+                    select(JobRow).where(JobRow.id == alloc.item_id).with_for_update()
+                ).one()
+                preempt_job(session, job, alloc, now, f"site {site.id} down: {reason}", actor)
+            else:
+                delivered_h = (now - alloc.placed_at).total_seconds() / 3600.0
+                settle_allocation(session, alloc, now, delivered_h)
+            ended += 1
+    if site.up != up:
+        record_event(
+            session,
+            at=now,
+            subject_kind="site",
+            subject_id=site.id,
+            kind="up" if up else "down",
+            tenant_id=site.tenant_id,
+            actor=actor,
+            reason=reason,
+            data={"allocations_ended": ended},
+        )
+    site.up = up
+    return ended
