@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/suanli demo
+	$(BIN)/suanli up --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
