@@ -15,6 +15,7 @@ from suanli.cli import (
     latency_cmd,
     market_cmd,
     perf_cmd,
+    simulate_cmd,
     up_cmd,
     work_cmd,
 )
@@ -30,4 +31,5 @@ REGISTRY: list[Callable[[typer.Typer], None]] = [
     account_cmd.register,
     work_cmd.register,
     market_cmd.register,
+    simulate_cmd.register,
 ]
