@@ -1,7 +1,10 @@
 """Site agents' execution backends: run placed work on local processes, Slurm or Ray.
 
 ``backend`` holds the one interface and its values; ``registry`` builds backends by name
-from configuration. The agent never imports FastAPI or SQLAlchemy: it is a client.
+from configuration. ``runner`` is the agent itself (``suanli agent``): it registers the
+site's pools, heartbeats, leases placed work, runs it on a backend and reports back,
+through ``exchange`` (the SDK's HTTP client). The agent never imports FastAPI or
+SQLAlchemy: it is a client.
 """
 
 from suanli.agent.backend import (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -170,3 +171,68 @@ def simulate(
             "wall_vs_exchange": "÷ exchange",
         },
     )
+
+
+@bench_app.command("agents")
+def agents(
+    jobs: Annotated[
+        int, typer.Option("--jobs", min=1, help="Short jobs on the local backend.")
+    ] = 1000,
+    cluster_jobs: Annotated[
+        int, typer.Option("--cluster-jobs", min=1, help="Jobs on Slurm and on Ray, if given.")
+    ] = 50,
+    slurm_conf: Annotated[
+        Path | None, typer.Option("--slurm-conf", help="slurm.conf of a Slurm to measure.")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Dashboard URL of a Ray head to measure.")
+    ] = None,
+    clear_interval_s: Annotated[
+        float, typer.Option("--clear-interval", min=0.05, help="Seconds between rounds.")
+    ] = 0.2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Site agents: placement → running, exit → ledger, agent CPU and memory per job."""
+    from suanli.bench.agents import run_agents_bench
+
+    result = run_agents_bench(
+        jobs,
+        cluster_jobs=cluster_jobs,
+        slurm_conf=slurm_conf,
+        ray_address=ray_address,
+        clear_interval_s=clear_interval_s,
+    )
+    if as_json:
+        print_json(result)
+        return
+    print_table(
+        result["rows"],
+        [
+            "backend",
+            "jobs",
+            "succeeded",
+            "wall_s",
+            "jobs_per_s",
+            "place_to_running_p50_s",
+            "place_to_running_p90_s",
+            "place_to_start_p50_s",
+            "exit_to_ledger_p50_s",
+            "exit_to_ledger_p90_s",
+            "agent_cpu_ms_per_job",
+            "agent_peak_rss_mb",
+        ],
+        title=f"Site agents benchmark ({result['cpus']} CPUs)",
+        headers={
+            "wall_s": "wall s",
+            "jobs_per_s": "jobs/s",
+            "place_to_running_p50_s": "placed→running p50 s",
+            "place_to_running_p90_s": "p90 s",
+            "place_to_start_p50_s": "placed→backend start p50 s",
+            "exit_to_ledger_p50_s": "exit→ledger p50 s",
+            "exit_to_ledger_p90_s": "p90 s",
+            "agent_cpu_ms_per_job": "agent CPU ms/job",
+            "agent_peak_rss_mb": "agent peak RSS MB",
+        },
+    )
+    for note in result["notes"]:
+        console.print(f"  {note}")

@@ -8,6 +8,7 @@ import typer
 
 from suanli.cli import (
     account_cmd,
+    agent_cmd,
     bench_cmd,
     catalog_cmd,
     clear_cmd,
@@ -32,4 +33,5 @@ REGISTRY: list[Callable[[typer.Typer], None]] = [
     work_cmd.register,
     market_cmd.register,
     simulate_cmd.register,
+    agent_cmd.register,
 ]

@@ -1,9 +1,12 @@
 """``suanli up``: start the exchange on embedded defaults (SQLite in the data directory,
-the built-in catalogue, the first operator's token printed once)."""
+the built-in catalogue, the first operator's token printed once) and a local site agent,
+so a submitted job with a command really runs here as a local process."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,8 +53,26 @@ def up(
     duration_s: Annotated[
         float | None, typer.Option("--duration", help="Stop after this many seconds.", hidden=True)
     ] = None,
+    agent: Annotated[
+        bool,
+        typer.Option(
+            "--agent/--no-agent", help="Run a local site agent (site `local`) beside the exchange."
+        ),
+    ] = True,
+    local_reserve: Annotated[
+        float | None,
+        typer.Option(
+            "--local-reserve",
+            min=0.0,
+            help="Reserve of the local site's pools, yuan/GPU-h (default 5; 40 with --demo).",
+        ),
+    ] = None,
+    local_city: Annotated[
+        str, typer.Option("--local-city", help="Catalogue city where the local site stands.")
+    ] = "Shanghai",
 ) -> None:
-    """Start the exchange: HTTP API, clearing loop, ledger. Ctrl-C stops it."""
+    """Start the exchange: HTTP API, clearing loop, ledger, a local site agent. Ctrl-C
+    stops it."""
     import uvicorn
     from pydantic import ValidationError
 
@@ -125,8 +146,37 @@ def up(
         driver = DemoDriver(url, setup)
     console.print(f"OpenAPI: {url}/docs   metrics: {url}/metrics   Ctrl-C to stop")
 
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+    local: list[Any] = []  # the embedded agent, once the server listens
+
+    def start_agent() -> None:
+        from suanli.agent.embedded import start_embedded_agent
+        from suanli.service.local_site import local_agent_token
+
+        # ASSUMPTION: in the demo the local site asks more than the demo buyers bid
+        # (lognormal around 11 yuan), so their simulated work stays on the simulated fleet.
+        reserve = local_reserve if local_reserve is not None else (40.0 if demo else 5.0)
+        emb = start_embedded_agent(
+            url,
+            local_agent_token(rt),
+            settings.data_dir / "agent",
+            city=local_city,
+            reserve_cny_per_gpu_hour=reserve,
+        )
+        local.append(emb)
+        console.print(
+            f"local site agent: site `local` in {local_city}, pools offered at {reserve:g} "
+            f"yuan/GPU-h; GPUs from NVML or {emb.inventory}",
+            highlight=False,
+        )
+
+    def stop_agent() -> None:
+        for emb in local:
+            emb.stop(cancel_running=True, timeout_s=5.0)
+
+    server = _server(
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"),
+        on_started=start_agent if agent else None,
+        before_shutdown=stop_agent,
     )
     if driver is not None:
         driver.start()
@@ -137,6 +187,26 @@ def up(
     finally:
         if driver is not None:
             driver.stop()
+
+
+def _server(
+    config: Any, *, on_started: Callable[[], None] | None, before_shutdown: Callable[[], None]
+) -> Any:
+    """A uvicorn server that starts the local agent once it listens and stops it while it
+    still answers (so the agent's last reports reach the exchange)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets=sockets)
+            if on_started is not None and self.started:
+                await asyncio.to_thread(on_started)
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            await asyncio.to_thread(before_shutdown)
+            await super().shutdown(sockets=sockets)
+
+    return Server(config)
 
 
 def _where(settings: Any) -> str:

@@ -128,9 +128,16 @@ class Client:
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         idempotent: bool = False,
+        idempotency_key: str | None = None,
     ) -> Any:
-        """Send one request; retried (with the same Idempotency-Key) when it is safe."""
-        headers = {"Idempotency-Key": uuid.uuid4().hex} if idempotent else {}
+        """Send one request; retried (with the same Idempotency-Key) when it is safe.
+
+        ``idempotency_key`` sets the key (implies ``idempotent``): a caller that retries
+        across calls (an agent's outbox) reuses its own key so the exchange applies once.
+        """
+        idempotent = idempotent or idempotency_key is not None
+        key = idempotency_key or uuid.uuid4().hex
+        headers = {"Idempotency-Key": key} if idempotent else {}
         may_retry = method == "GET" or idempotent
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         for attempt in range(self.retries + 1):

@@ -2,10 +2,11 @@
 
 The fleet's sites and pools belong to one demo seller and are offered at their reserve.
 Three demo buyers with funded wallets (one holding a Shanghai voucher grant) submit batch
-jobs and a few inference services through the public API. Until site agents exist, the
-demo also plays the sellers' agents: it leases placed jobs, reports them running, and
-reports them done after their planned time compressed ``speedup`` times (billing the
-full planned GPU-hours).
+jobs and a few inference services through the public API. The demo fleet is simulated
+(it has no site agents), so the demo also plays its agents: it leases placed jobs,
+reports them running, and reports them done after their planned time compressed
+``speedup`` times (billing the full planned GPU-hours). The local site of ``suanli up``
+is served by a real agent.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The clearing loop: every N seconds, one round — run by exactly one process.
 
+Before each round the leader sweeps sites whose agents went silent (``agents``): their
+work is preempted then, so the same round places it again elsewhere.
+
 Leadership: on PostgreSQL a session-level ``pg_try_advisory_lock`` held on a dedicated
 connection (released by the server if the process dies); on SQLite an exclusive
 ``flock`` on a file beside the database. A follower keeps trying, so another process
@@ -17,6 +20,7 @@ from typing import IO, Protocol
 
 from sqlalchemy import Connection, text
 
+from suanli.service.agent_session import sweep_silent_sites
 from suanli.service.clearing import RoundSummary, run_round
 from suanli.service.db import Database
 from suanli.service.runtime import Runtime
@@ -149,11 +153,21 @@ class ClearingLoop:
         self.lock.release()
         self.is_leader = False
 
+    def _sweep(self) -> None:
+        rt = self.rt
+        timeout_s = rt.settings.agent_heartbeat_timeout_s
+        down = rt.db.transact(lambda s: sweep_silent_sites(s, rt.clock.now(), timeout_s))
+        for site_id in down:
+            log.warning(
+                "site %s taken down: its agent missed heartbeats for %g s", site_id, timeout_s
+            )
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.is_leader = self.lock.acquire()
                 if self.is_leader:
+                    self._sweep()
                     summary = run_round(self.rt)
                     if self.on_round is not None:
                         self.on_round(summary)

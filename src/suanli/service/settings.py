@@ -51,6 +51,10 @@ class ServiceSettings(BaseSettings):
     rate_limit_per_s: float = Field(default=2000.0, gt=0)
     rate_limit_burst: int = Field(default=4000, gt=0)
     db_pool_size: int = Field(default=16, gt=0, le=200)
+    # Site agents heartbeat this often; a site silent for the timeout is taken down and
+    # its work placed again elsewhere (the timeout should be several intervals).
+    agent_heartbeat_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    agent_heartbeat_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
 
     @property
     def db_url(self) -> str:

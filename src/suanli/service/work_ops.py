@@ -22,6 +22,7 @@ from suanli.service.settlement import settle_allocation
 from suanli.service.tables import AllocationRow, JobRow, PoolRow, ServiceRow, SiteRow
 
 __all__ = [
+    "apply_job_report",
     "cancel_job",
     "lock_job",
     "preempt_job",
@@ -96,12 +97,21 @@ def preempt_job(
     now: datetime,
     reason: str,
     actor: str,
+    *,
+    delivered_h: float | None = None,
+    delivered_until: datetime | None = None,
+    data: dict[str, object] | None = None,
 ) -> None:
     """Preempted: keep progress up to the last checkpoint, bill delivered time, and wait
-    for the next round (``preempted → pending``), as the engine's ``fail_site`` does."""
+    for the next round (``preempted → pending``), as the engine's ``fail_site`` does.
+
+    Delivered time is ``delivered_h`` when the site measured it, else the time from the
+    start to ``delivered_until`` (default ``now``): a site that went silent is billed up
+    to the last time it was heard from.
+    """
     check_transition(row.id, WorkState(row.state), WorkState.PREEMPTED)
     if alloc is not None:
-        ran_h = _ran_h(alloc, now)
+        ran_h = _ran_h(alloc, delivered_until or now) if delivered_h is None else delivered_h
         if row.checkpoint_every_h:
             kept_h = math.floor(ran_h / row.checkpoint_every_h) * row.checkpoint_every_h
         else:
@@ -111,8 +121,9 @@ def preempt_job(
             row.work_ref_gpu_hours,
             row.done_ref_gpu_hours + kept_h * alloc.gpus * (speed.speed if speed else 1.0),
         )
-        settle_allocation(session, alloc, now, ran_h)
-    _transition(session, row, WorkState.PREEMPTED, reason, now, actor)
+        usage = settle_allocation(session, alloc, now, ran_h)
+        data = {**(data or {}), "gpu_hours": usage.gpu_hours}
+    _transition(session, row, WorkState.PREEMPTED, reason, now, actor, data=data)
     _transition(session, row, WorkState.PENDING, "waiting to be placed again", now, actor)
     row.allocation_id = None
     row.placed_at = None
@@ -120,7 +131,8 @@ def preempt_job(
 
 
 def report_job(session: Session, report: ReportIn, principal: Principal, now: datetime) -> JobRow:
-    """Apply an agent's report on a job placed on one of the reporter's pools."""
+    """Apply a report that names only the job (scripts): to its current allocation."""
+    assert report.job_id is not None
     row = session.scalars(
         select(JobRow).where(JobRow.id == report.job_id).with_for_update()
     ).first()
@@ -131,21 +143,42 @@ def report_job(session: Session, report: ReportIn, principal: Principal, now: da
         raise Conflict(f"job {row.id} holds no GPUs (it is {row.state}); nothing to report")
     if not principal.is_operator and alloc.seller_tenant_id != principal.tenant_id:
         raise NotFound(f"no job {report.job_id!r} on your pools")
-    actor = principal.account_id
+    return apply_job_report(session, row, alloc, report, now, principal.account_id)
+
+
+def apply_job_report(
+    session: Session,
+    row: JobRow,
+    alloc: AllocationRow,
+    report: ReportIn,
+    now: datetime,
+    actor: str,
+    data: dict[str, object] | None = None,
+) -> JobRow:
+    """Move the job as the site reports and settle what it delivered: the site's own
+    GPU-hours when it gives them (capped at the plan), else the time since it started.
+    ``data`` (where it ran, the backend's job id, the log tail) goes into the event."""
     to = WorkState(report.state)
     if to is WorkState.RUNNING:
-        _transition(session, row, to, report.reason or "started", now, actor)
+        _transition(session, row, to, report.reason or "started", now, actor, data=data)
         alloc.started_at = now
         row.started_at = now
         return row
+    delivered_h = None if report.gpu_hours is None else report.gpu_hours / alloc.gpus
     if to is WorkState.PREEMPTED:
-        preempt_job(session, row, alloc, now, report.reason or "preempted by the site", actor)
+        reason = report.reason or "preempted by the site"
+        preempt_job(session, row, alloc, now, reason, actor, delivered_h=delivered_h, data=data)
         return row
     check_transition(row.id, WorkState(row.state), to)
-    delivered_h = (
-        report.gpu_hours / alloc.gpus if report.gpu_hours is not None else _ran_h(alloc, now)
+    usage = settle_allocation(
+        session,
+        alloc,
+        now,
+        _ran_h(alloc, now) if delivered_h is None else delivered_h,
+        exit_code=report.exit_code,
     )
-    usage = settle_allocation(session, alloc, now, delivered_h, exit_code=report.exit_code)
+    if report.usage is not None:
+        usage.details = {"backend_usage": report.usage.model_dump()}
     if to is WorkState.SUCCEEDED:
         reason = report.reason or "work done"
         row.done_ref_gpu_hours = row.work_ref_gpu_hours
@@ -159,7 +192,11 @@ def report_job(session: Session, report: ReportIn, principal: Principal, now: da
         reason,
         now,
         actor,
-        data={"gpu_hours": usage.gpu_hours, "charged_fen": usage.buyer_fen + usage.voucher_fen},
+        data={
+            **(data or {}),
+            "gpu_hours": usage.gpu_hours,
+            "charged_fen": usage.buyer_fen + usage.voucher_fen,
+        },
     )
     row.exit_code = report.exit_code
     row.finished_at = now
@@ -195,13 +232,22 @@ def stop_service(session: Session, row: ServiceRow, now: datetime, actor: str) -
 
 
 def set_site_up(
-    session: Session, site: SiteRow, up: bool, reason: str, now: datetime, actor: str
+    session: Session,
+    site: SiteRow,
+    up: bool,
+    reason: str,
+    now: datetime,
+    actor: str,
+    *,
+    delivered_until: datetime | None = None,
 ) -> int:
     """Take a site down (its work is preempted, replicas freed) or bring it back.
 
-    Returns how many allocations were ended.
+    Work is billed up to ``delivered_until`` (default ``now``). Returns how many
+    allocations were ended.
     """
     ended = 0
+    until = min(now, delivered_until) if delivered_until is not None else now
     if site.up and not up:
         pools = list(session.scalars(select(PoolRow.id).where(PoolRow.site_id == site.id)))
         allocs = list(
@@ -216,9 +262,17 @@ def set_site_up(
                 job = session.scalars(
                     select(JobRow).where(JobRow.id == alloc.item_id).with_for_update()
                 ).one()
-                preempt_job(session, job, alloc, now, f"site {site.id} down: {reason}", actor)
+                preempt_job(
+                    session,
+                    job,
+                    alloc,
+                    now,
+                    f"site {site.id} down: {reason}",
+                    actor,
+                    delivered_until=until,
+                )
             else:
-                delivered_h = (now - alloc.placed_at).total_seconds() / 3600.0
+                delivered_h = max(0.0, (until - alloc.placed_at).total_seconds() / 3600.0)
                 settle_allocation(session, alloc, now, delivered_h)
             ended += 1
     if site.up != up:

@@ -1,87 +1,74 @@
-"""The agent API (until site agents exist, sellers' scripts and tests drive it)."""
+"""The agent API: site agents (``suanli agent``) register, heartbeat, lease and report.
+
+Agents pull: every call goes from the site to the exchange, so a site behind NAT needs
+no inbound connection. Sellers' scripts may lease and report by job id alone.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from suanli.service.agent_reports import report_allocation
+from suanli.service.agent_session import heartbeat
+from suanli.service.agents import register_agent
 from suanli.service.deps import IdempotencyKey, Rt, Seller
 from suanli.service.idempotency import run_idempotent
+from suanli.service.leases import LEASE_TTL_S, lease_work
 from suanli.service.problems import PROBLEM_RESPONSES
-from suanli.service.schemas.agent import LeaseOut, LeaseRequest, ReportIn
-from suanli.service.schemas.work import JobOut
-from suanli.service.tables import AllocationRow, JobRow, PoolRow
+from suanli.service.schemas.agent import (
+    AgentRegister,
+    AgentSessionOut,
+    HeartbeatIn,
+    HeartbeatOut,
+    LeaseOut,
+    LeaseRequest,
+    ReportIn,
+)
+from suanli.service.schemas.work import JobOut, PlacementOut
 from suanli.service.work_ops import report_job
 
 __all__ = ["LEASE_TTL_S", "router"]
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"], responses=PROBLEM_RESPONSES)
 
-# A lease not followed by a "running" report within this time is offered again.
-LEASE_TTL_S = 300.0
+
+@router.post("/register", response_model=AgentSessionOut)
+def post_register(body: AgentRegister, rt: Rt, who: Seller) -> AgentSessionOut:
+    """Register a site's agent: its pools (created, resized, offered at the given reserve),
+    a new session (the previous one is fenced) and stop orders for work it must drop."""
+    return rt.db.transact(
+        lambda s: register_agent(s, body, who, rt.clock.now(), rt.settings, rt.catalog)
+    )
+
+
+@router.post("/heartbeat", response_model=HeartbeatOut)
+def post_heartbeat(body: HeartbeatIn, rt: Rt, who: Seller) -> HeartbeatOut:
+    """Keep the agent's session alive and learn what to stop; 409 ``fenced`` if the
+    session ended (the site was taken down meanwhile, or another agent registered)."""
+    return rt.db.transact(lambda s: heartbeat(s, body, who, rt.clock.now(), rt.settings))
 
 
 @router.post("/leases", response_model=list[LeaseOut])
 def post_lease(body: LeaseRequest, rt: Rt, who: Seller) -> list[LeaseOut]:
-    """Placed jobs on the caller's pools that no agent has started: what to run, where."""
-
-    def run(session: Session) -> list[LeaseOut]:
-        now = rt.clock.now()
-        q = (
-            select(AllocationRow, JobRow, PoolRow)
-            .join(JobRow, JobRow.id == AllocationRow.item_id)
-            .join(PoolRow, PoolRow.id == AllocationRow.pool_id)
-            .where(
-                AllocationRow.active.is_(True),
-                AllocationRow.kind == "job",
-                AllocationRow.started_at.is_(None),
-                or_(
-                    AllocationRow.leased_at.is_(None),
-                    AllocationRow.leased_at < now - timedelta(seconds=LEASE_TTL_S),
-                ),
-            )
-            .order_by(AllocationRow.placed_at, AllocationRow.id)
-            .limit(body.limit)
-            .with_for_update(of=AllocationRow)
-        )
-        if not who.is_operator:
-            q = q.where(AllocationRow.seller_tenant_id == who.tenant_id)
-        if body.site_id:
-            q = q.where(PoolRow.site_id == body.site_id)
-        out = []
-        for alloc, job, pool in session.execute(q):
-            alloc.leased_at = now
-            out.append(
-                LeaseOut(
-                    allocation_id=alloc.id,
-                    job_id=job.id,
-                    pool_id=pool.id,
-                    site_id=pool.site_id,
-                    gpus=alloc.gpus,
-                    nodes=alloc.nodes,
-                    image=job.image,
-                    command=job.command,
-                    planned_h=alloc.planned_h,
-                    checkpoint_every_h=job.checkpoint_every_h,
-                )
-            )
-        return out
-
-    return rt.db.transact(run)
+    """Placed work on the caller's pools that no agent has started: what to run, where."""
+    return rt.db.transact(lambda s: lease_work(s, body, who, rt.clock.now()))
 
 
-@router.post("/reports", response_model=JobOut)
+@router.post("/reports", response_model=JobOut | PlacementOut)
 def post_report(
     body: ReportIn, request: Request, rt: Rt, who: Seller, key: IdempotencyKey = None
 ) -> Response:
-    """Report a job started, finished (exit code, GPU-hours used) or was preempted."""
+    """Report work started, finished (exit code, delivered GPU time, log tail) or was
+    preempted. With ``allocation_id`` and ``lease_token`` (agents) a report about work
+    that has moved on is refused (409 ``stale-report``) and bills nothing."""
 
-    def run(session: Session) -> tuple[int, JobOut]:
-        row = report_job(session, body, who, rt.clock.now())
+    def run(session: Session) -> tuple[int, JobOut | PlacementOut]:
+        now = rt.clock.now()
+        if body.allocation_id is not None:
+            return 200, report_allocation(session, body, who, now)
+        row = report_job(session, body, who, now)
         session.flush()
         return 200, JobOut.model_validate(row)
 

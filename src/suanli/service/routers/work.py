@@ -100,6 +100,7 @@ def post_job(
             "placed_at": None,
             "started_at": None,
             "finished_at": None,
+            "run_spec": spec.run_spec(),
         }
         session.execute(insert(JobRow).values(values))
         session.execute(
@@ -214,6 +215,8 @@ def _placements(session: Session, item_id: str) -> list[PlacementOut]:
                 voucher_program_id=a.voucher_program_id,
                 why=a.why,
                 active=a.active,
+                endpoint=a.endpoint,
+                health=a.health,
             )
         )
     return out
@@ -284,6 +287,8 @@ def post_service(
             served_rps=0.0,
             last_reasons=[],
             submitted_at=now,
+            command=spec.command,
+            run_spec=spec.run_spec(),
         )
         session.add(row)
         record_event(

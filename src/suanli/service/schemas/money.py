@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -122,6 +123,9 @@ class UsageOut(Out):
     voucher_program_id: str | None
     exit_code: int | None
     invoice_id: str | None
+    details: dict[str, Any] | None = Field(
+        default=None, description="the site's own usage record (backend, source, times)"
+    )
 
 
 class InvoiceCreate(In):

@@ -12,7 +12,16 @@ A job file, in the spirit of SkyPilot task files::
     deadline_h: 12
     data: {origin_city: Shanghai, size_gb: 200}
     interruptible: true
-    checkpoint: {every_h: 0.5}
+    checkpoint: {every_h: 0.5, dir: /shared/ckpt/finetune-qwen}
+    env: {WANDB_MODE: offline}      # added to the job's environment on the site
+    working_dir: /shared/src        # cwd on the site (default: a fresh run folder)
+    stop_grace_s: 30                # TERM → KILL, to save a last checkpoint
+
+The site's agent runs ``command`` (with ``/bin/sh -c``) with ``SUANLI_CHECKPOINT_DIR``
+set to ``checkpoint.dir`` (default: a folder on the site kept across attempts there) and
+``SUANLI_ATTEMPT`` counting placements, so a job moved to another site resumes from its
+last checkpoint when ``checkpoint.dir`` is storage both sites reach. ``env`` is visible
+to the seller who runs the work: it is no place for secrets.
 
 A service file::
 
@@ -23,14 +32,21 @@ A service file::
     tokens: {prompt: 1000, output: 250}
     slo: {ttft_ms: 500, tpot_ms: 30}
     bid_cny_per_m_output_tokens: 10
+    command: vllm serve meta-llama/Llama-3.1-8B-Instruct --port $PORT   # optional
+    health_path: /health
+
+With a ``command``, each replica runs on its site through the site's agent, which picks
+a port (``$PORT``), reports the replica's endpoint and probes ``health_path`` there.
+Without one, replicas are placed and billed but nothing is started.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from suanli.service.schemas.common import In, Name, Out, Text
 
@@ -50,6 +66,21 @@ __all__ = [
 ]
 
 GpuNames = Annotated[list[Name], Field(min_length=1, max_length=32)]
+# An absolute path on the site (no NUL, no control characters).
+SitePath = Annotated[str, StringConstraints(max_length=1000, pattern=r"^/[^\x00-\x1f\x7f]*$")]
+EnvValue = Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+def _check_env(env: dict[str, str] | None) -> dict[str, str] | None:
+    if env is None:
+        return None
+    for name in env:
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"env name {name[:100]!r} is not a variable name")
+        if name.startswith("SUANLI_"):
+            raise ValueError(f"env name {name!r}: SUANLI_* names are set by the site's agent")
+    return env
 
 
 class ResourcesSpec(In):
@@ -65,6 +96,7 @@ class DataSpec(In):
 
 class CheckpointSpec(In):
     every_h: float = Field(gt=0, le=10_000, allow_inf_nan=False)
+    dir: SitePath | None = None
 
 
 class JobSpec(In):
@@ -79,6 +111,24 @@ class JobSpec(In):
     data: DataSpec
     interruptible: bool = False
     checkpoint: CheckpointSpec | None = None
+    env: dict[str, EnvValue] | None = Field(default=None, max_length=100)
+    working_dir: SitePath | None = None
+    stop_grace_s: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
+
+    _env = field_validator("env")(_check_env)
+
+    def run_spec(self) -> dict[str, object] | None:
+        """How a site runs it, beyond the command (None when the spec says nothing)."""
+        spec: dict[str, object] = {}
+        if self.env:
+            spec["env"] = dict(self.env)
+        if self.working_dir:
+            spec["working_dir"] = self.working_dir
+        if self.checkpoint is not None and self.checkpoint.dir:
+            spec["checkpoint_dir"] = self.checkpoint.dir
+        if self.stop_grace_s is not None:
+            spec["stop_grace_s"] = self.stop_grace_s
+        return spec or None
 
     @model_validator(mode="after")
     def _runnable(self) -> JobSpec:
@@ -110,6 +160,21 @@ class ServiceSpec(In):
     slo: SloSpec
     bid_cny_per_m_output_tokens: float = Field(ge=0, le=100_000, allow_inf_nan=False)
     resources: ServiceResources = ServiceResources()
+    command: Text | None = None
+    env: dict[str, EnvValue] | None = Field(default=None, max_length=100)
+    health_path: (
+        Annotated[str, StringConstraints(max_length=200, pattern=r"^/[\x21-\x7e]*$")] | None
+    ) = None
+
+    _env = field_validator("env")(_check_env)
+
+    def run_spec(self) -> dict[str, object] | None:
+        spec: dict[str, object] = {}
+        if self.env:
+            spec["env"] = dict(self.env)
+        if self.health_path:
+            spec["health_path"] = self.health_path
+        return spec or None
 
     @field_validator("demand_rps")
     @classmethod
@@ -148,6 +213,8 @@ class PlacementOut(Out):
     voucher_program_id: str | None
     why: str
     active: bool
+    endpoint: str | None = None
+    health: str | None = None
 
 
 class JobOut(Out):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from suanli.service.tables.base import Base, UtcDateTime
@@ -13,6 +14,11 @@ __all__ = ["Offer", "PoolRow", "SiteRow"]
 
 
 class SiteRow(Base):
+    """A seller's site. The ``agent_*`` columns are its site agent's: the session of the
+    agent registered now (None once it was fenced), ``online`` / ``silent`` (taken down
+    for missed heartbeats) or None (no agent ever), when it last called, and what it said
+    about itself (backend, host, limitations)."""
+
     __tablename__ = "sites"
     id: Mapped[str] = mapped_column(String(60), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
@@ -29,6 +35,10 @@ class SiteRow(Base):
     wan_gbps: Mapped[float] = mapped_column(Float)
     up: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    agent_session: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    agent_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    agent_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    agent_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class PoolRow(Base):

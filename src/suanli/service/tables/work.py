@@ -48,6 +48,8 @@ class JobRow(Base):
     placed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # How the site runs it: env, working_dir, checkpoint_dir, stop_grace_s (see JobSpec).
+    run_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ServiceRow(Base):
@@ -73,11 +75,20 @@ class ServiceRow(Base):
     last_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     submitted_at: Mapped[datetime] = mapped_column(UtcDateTime)
     stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # A replica's command line (None: replicas are not run by site agents) and its env,
+    # health_path (see ServiceSpec).
+    command: Mapped[str | None] = mapped_column(Text, nullable=True)
+    run_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class AllocationRow(Base):
     """GPUs of one pool held by a job or a service replica, and the payment planned for
-    ``planned_h`` hours (held when placed, captured in proportion to delivery)."""
+    ``planned_h`` hours (held when placed, captured in proportion to delivery).
+
+    ``lease_token`` fences agents: each lease draws a new one and a report must carry the
+    current one. ``backend_job_id``, ``endpoint`` and ``health`` are what the site's agent
+    reported (the backend's job id; for replicas, where it serves and whether it answers).
+    """
 
     __tablename__ = "allocations"
     __table_args__ = (
@@ -107,6 +118,11 @@ class AllocationRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     leased_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    backend_job_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    endpoint: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    health: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    health_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class UsageRow(Base):

@@ -1,0 +1,293 @@
+"""End to end on loopback, with real processes: the exchange (``suanli up --no-agent`` on a
+free port, SQLite), site agents (``suanli agent`` subprocesses, so they can be killed) and
+the real Slurm and Ray of the backend tests (``tests/agent/conftest.py``: started from
+``scripts/``, skipped when impossible unless ``CI=true``).
+
+The exchange clears every 0.3 s; agents heartbeat every 0.5 s and a site silent for 3 s
+is taken down.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suanli.sdk import ApiError, Client
+
+# The clusters and ``wait_until`` of the backend tests, shared rather than copied. (Run
+# together with tests/agent, each directory starts its own clusters.)
+_spec = importlib.util.spec_from_file_location(
+    "suanli_agent_test_fixtures", Path(__file__).resolve().parents[1] / "agent" / "conftest.py"
+)
+assert _spec is not None and _spec.loader is not None
+_agent_fixtures = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _agent_fixtures  # dataclasses look their module up there
+_spec.loader.exec_module(_agent_fixtures)
+slurm_cluster = _agent_fixtures.slurm_cluster
+ray_cluster = _agent_fixtures.ray_cluster
+wait_until = _agent_fixtures.wait_until
+
+SUANLI = str(Path(sys.executable).parent / "suanli")
+CLEAR_INTERVAL_S = 0.3
+HEARTBEAT_INTERVAL_S = 0.5
+HEARTBEAT_TIMEOUT_S = 3.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
+    return {**env, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal a process we started and wait for it (KILL after 20 s)."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@dataclass
+class Exchange:
+    url: str
+    operator: Client
+    proc: subprocess.Popen[bytes]
+    log: Path
+    tmp: Path
+    agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def tenant(self, name: str, role: str, fund_cny: float = 0.0) -> str:
+        t = self.operator.create_tenant(name, [{"name": f"{name}-acct", "role": role}])
+        if fund_cny:
+            self.operator.deposit(t["id"], round(fund_cny * 100))
+        return str(t["accounts"][0]["token"])
+
+    def agent(
+        self,
+        token: str,
+        backend: str,
+        site: str,
+        city: str,
+        reserve: float,
+        *opts: str,
+    ) -> subprocess.Popen[bytes]:
+        """Start ``suanli agent`` for ``site`` (its log in ``<tmp>/<site>.log``)."""
+        argv = [
+            SUANLI,
+            "agent",
+            "--exchange",
+            self.url,
+            "--token",
+            token,
+            "--backend",
+            backend,
+            "--site",
+            site,
+            "--city",
+            city,
+            "--reserve",
+            f"{reserve:g}",
+            "--state-dir",
+            str(self.tmp / site),
+            "--poll-interval",
+            "0.2",
+            "--lease-interval",
+            "0.2",
+            *opts,
+        ]
+        with (self.tmp / f"{site}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=log, env=_env(), start_new_session=True
+            )
+        self.agents.append(proc)
+        return proc
+
+    def agent_log(self, site: str) -> str:
+        return (self.tmp / f"{site}.log").read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def exchange(tmp_path: Path) -> Iterator[Exchange]:
+    port = free_port()
+    log = tmp_path / "exchange.log"
+    env = {
+        **_env(),
+        "SUANLI_AGENT_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_INTERVAL_S),
+        "SUANLI_AGENT_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
+    }
+    argv = [
+        SUANLI,
+        "up",
+        "--no-agent",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--clear-interval",
+        str(CLEAR_INTERVAL_S),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env, start_new_session=True)
+    ex: Exchange | None = None
+    try:
+        token = _token_from(log, proc)
+        operator = Client(f"http://127.0.0.1:{port}", token, retries=1)
+        _wait_healthy(operator, proc, log)
+        ex = Exchange(operator.url, operator, proc, log, tmp_path)
+        yield ex
+    finally:
+        for agent in ex.agents if ex else []:
+            stop_process(agent)
+        stop_process(proc)
+        if ex is not None:
+            ex.operator.close()
+
+
+def _token_from(log: Path, proc: subprocess.Popen[bytes]) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        m = re.search(r"\b(sl_[A-Za-z0-9_-]{20,})", log.read_text(errors="replace"))
+        if m:
+            return m.group(1)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    pytest.fail(f"suanli up printed no operator token:\n{log.read_text()[-3000:]}")
+
+
+def _wait_healthy(c: Client, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            c.request("GET", "/healthz")
+            return
+        except ApiError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    pytest.fail(f"the exchange did not answer:\n{log.read_text()[-3000:]}")
+
+
+# ----- the failover scenario, shared by the Slurm and the Ray test -----------------------
+
+# Steps of 0.5 s, resumed from the step in the checkpoint dir; the last line says where
+# this attempt started, on which backend.
+JOB_COMMAND = (
+    'ck="$SUANLI_CHECKPOINT_DIR"; n=$(cat "$ck/step" 2>/dev/null || echo 0); start=$n; '
+    'while [ "$n" -lt {steps} ]; do sleep 0.5; n=$((n + 1)); echo $n > "$ck/step"; done; '
+    'echo "$SUANLI_ATTEMPT $SUANLI_BACKEND" >> "$ck/finished"; '
+    'echo "attempt $SUANLI_ATTEMPT on $SUANLI_BACKEND: resumed at step $start of {steps}"'
+)
+# Mixed sizes: 8-GPU work fits only the 8-GPU node of the surviving site.
+SIZES = (1, 2, 1, 4, 1, 2, 8, 1, 2, 4, 1, 1, 2, 1, 8, 1, 4, 2, 1, 1, 2, 1, 4, 1)
+STEPS = (2, 4, 6, 3, 5, 2, 4, 6, 3, 5, 2, 4, 6, 3, 5, 2, 4, 6, 3, 5, 2, 4, 6, 3)  # 1-3 s
+
+
+def job_spec(i: int, ckpt_root: Path) -> dict[str, Any]:
+    gpus, steps = SIZES[i % len(SIZES)], STEPS[i % len(STEPS)]
+    return {
+        "kind": "job",
+        "name": f"e2e-{i:02d}",
+        "command": JOB_COMMAND.replace("{steps}", str(steps)),
+        "resources": {"gpus": gpus},
+        # 0.02 reference GPU-hours per GPU: a 72 s plan, far above any run here.
+        "work_ref_gpu_hours": 0.02 * gpus,
+        "bid_cny_per_ref_gpu_hour": 12.0,
+        "data": {"origin_city": "Shanghai"},
+        # Checkpoints every 0.0001 h (0.36 s) into a folder both sites reach.
+        "checkpoint": {"every_h": 0.0001, "dir": str(ckpt_root / f"e2e-{i:02d}")},
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    jobs: list[dict[str, Any]]
+    events: dict[str, list[dict[str, Any]]]
+    usage: list[dict[str, Any]]
+    audit: list[str]
+    kill_at_s: float
+    done_at_s: float
+
+
+def failover(
+    ex: Exchange,
+    survivor: Callable[[str], subprocess.Popen[bytes]],
+    survivor_site: str,
+    wait: Callable[..., None],
+    n_jobs: int = 24,
+) -> Outcome:
+    """Two sites — ``e2e-local`` (4 GPUs, cheaper) and ``survivor_site`` (started by
+    ``survivor(seller_token)``) — and ``n_jobs`` jobs; the local agent is SIGKILLed once it
+    runs work; wait for every job to end."""
+    t0 = time.monotonic()
+    local_token = ex.tenant("dc-local", "seller")
+    survivor_token = ex.tenant("dc-survivor", "seller")
+    buyer = Client(ex.url, ex.tenant("lab", "buyer", fund_cny=100_000), retries=2)
+    inventory = ex.tmp / "inventory.yaml"
+    inventory.write_text("pools:\n  - {gpu: H100, count: 4, simulated: true}\n")
+    local = ex.agent(
+        local_token, "local", "e2e-local", "Shanghai", 5.0, "--inventory", str(inventory)
+    )
+    survivor(survivor_token)
+
+    def pools_up() -> bool:
+        pools = [str(p["id"]) for p in ex.operator.request("GET", "/v1/pools")]
+        return "e2e-local/local-h100" in pools and any(
+            p.startswith(f"{survivor_site}/") for p in pools
+        )
+
+    wait(pools_up, 120, f"both sites' pools to register:\n{ex.agent_log(survivor_site)}")
+    ids = [str(buyer.submit(job_spec(i, ex.tmp / "ckpt"))["id"]) for i in range(n_jobs)]
+
+    def running_locally() -> bool:
+        jobs = buyer.jobs(limit=1000)
+        return (
+            sum(j["state"] == "running" and j["pool_id"].startswith("e2e-local/") for j in jobs)
+            >= 2
+        )
+
+    wait(running_locally, 60, "two jobs to run on the local site")
+    stop_process(local, signal.SIGKILL)
+    kill_at = time.monotonic() - t0
+
+    def all_done() -> bool:
+        return all(
+            j["state"] in ("succeeded", "failed", "cancelled") for j in buyer.jobs(limit=1000)
+        )
+
+    wait(all_done, 150, f"every job to end:\n{ex.agent_log(survivor_site)}")
+    done_at = time.monotonic() - t0
+    jobs = [buyer.job(i) for i in ids]
+    events = {i: buyer.events(i) for i in ids}
+    usage = buyer.usage(limit=1000)
+    audit = list(ex.operator.request("GET", "/v1/ledger/audit"))
+    buyer.close()
+    return Outcome(jobs, events, usage, audit, kill_at, done_at)
+
+
+@pytest.fixture
+def run_failover(
+    exchange: Exchange, wait_until: Callable[..., None]
+) -> Callable[[Callable[[str], subprocess.Popen[bytes]], str], Outcome]:
+    """``run_failover(start_survivor, survivor_site)``: the scenario of ``failover``."""
+    return lambda start, site: failover(exchange, start, site, wait_until)
