@@ -127,6 +127,7 @@ def test_cancel_kills_the_whole_process_group(
             (workdir / "child.pid").exists()
             and (workdir / "leader.pid").exists()
             and (workdir / "child.pid").read_text().strip() != ""
+            and (workdir / "leader.pid").read_text().strip() != ""
         ),
         20,
         "the job to start",

@@ -35,11 +35,20 @@ def _up(tmp: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Client, Path]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         m = re.search(r"\b(sl_[A-Za-z0-9_-]{20,})", log.read_text(errors="replace"))
-        if m:
+        if m and _listening(port):
             return proc, Client(f"http://127.0.0.1:{port}", m.group(1), retries=1), log
         assert proc.poll() is None, log.read_text()
         time.sleep(0.05)
     raise AssertionError(f"no operator token:\n{log.read_text()}")
+
+
+def _listening(port: int) -> bool:
+    """The token is printed before uvicorn binds; wait until it answers."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
