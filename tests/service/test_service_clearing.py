@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from suanli.service import clearing
+from suanli.service import round_write
 from suanli.service.db import Database
 from suanli.service.loop import ClearingLoop, FileLeaderLock, PgLeaderLock
 from suanli.service.tables import AllocationRow, LedgerTransaction, RoundRow
@@ -32,19 +32,19 @@ def test_a_crash_mid_round_leaves_no_partial_round(
     x.market(seller, nodes=4)
     jobs = [x.job(buyer, name=f"j{i}") for i in range(3)]
     before = _counts(x)
-    real_post_many = clearing.post_many
+    real_post_many = round_write.post_many
 
     def failing_post_many(*args: Any, **kwargs: Any) -> Any:
         real_post_many(*args, **kwargs)  # the holds are written …
         raise RuntimeError("power cut")  # … then the process dies
 
-    monkeypatch.setattr(clearing, "post_many", failing_post_many)
+    monkeypatch.setattr(round_write, "post_many", failing_post_many)
     with pytest.raises(RuntimeError, match="power cut"):
         x.clear()
     assert _counts(x) == before
     assert {x.get(f"/v1/jobs/{j['id']}", buyer).json()["state"] for j in jobs} == {"pending"}
     assert x.wallet(buyer)["escrow_fen"] == 0
-    monkeypatch.setattr(clearing, "post_many", real_post_many)
+    monkeypatch.setattr(round_write, "post_many", real_post_many)
     assert x.clear().jobs_placed == 3
     assert x.audit() == []
 

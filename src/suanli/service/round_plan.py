@@ -1,0 +1,239 @@
+"""Reading and solving a clearing round: rows → engine → a plan, before any write.
+
+See :mod:`suanli.service.clearing` for the whole round.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.engine.lifecycle import WorkState
+from suanli.engine.records import JobRecord, ServiceRecord
+from suanli.engine.state import ExchangeState
+from suanli.market.decision import Decision
+from suanli.market.policies import make_policy
+from suanli.market.snapshot import (
+    BatchJob,
+    BuyerId,
+    InferenceService,
+    JobId,
+    MarketRules,
+    ServiceId,
+)
+from suanli.service.clock import hours
+from suanli.service.ledger import wallet
+from suanli.service.market_view import MarketView, load_market_view, voucher_programs
+from suanli.service.runtime import Runtime
+from suanli.service.tables import (
+    AllocationRow,
+    JobRow,
+    LedgerAccount,
+    ServiceRow,
+)
+
+__all__ = ["RoundPlan", "RoundSummary", "plan_round"]
+
+# Fen added to a job's most-possible cost: the engine rounds each payment leg to the fen.
+_ROUNDING_MARGIN_FEN = 2
+
+
+@dataclass
+class RoundSummary:
+    round_id: int | None
+    pending_jobs: int
+    pending_services: int
+    jobs_placed: int = 0
+    services_placed: int = 0
+    gpus_placed: int = 0
+    expired: int = 0
+    solve_s: float = 0.0
+    gpus_offered: int = 0
+    gpus_allocated: int = 0
+    prices: dict[str, float] = field(default_factory=dict)
+    stored_prices: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RoundPlan:
+    """What the round decided, before any row is written."""
+
+    summary: RoundSummary
+    view: MarketView
+    expired: list[tuple[str, WorkState, str]] = field(default_factory=list)
+    notes: dict[str, list[str]] = field(default_factory=dict)  # item id → reasons
+    st: ExchangeState | None = None
+    decision: Decision | None = None
+    snapshot_sizes: tuple[int, int, int] = (0, 0, 0)
+    horizons_over: bool = False
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.decision or self.expired or self.notes or self.horizons_over)
+
+
+def plan_round(session: Session, rt: Runtime, now: datetime) -> RoundPlan:
+    now_h = hours(now)
+    horizon_h = rt.settings.service_horizon_h
+    pending = list(
+        session.scalars(
+            select(JobRow)
+            .where(JobRow.state == WorkState.PENDING.value)
+            .order_by(JobRow.submitted_at, JobRow.id)
+        )
+    )
+    services = list(
+        session.scalars(
+            select(ServiceRow).where(ServiceRow.state == "active").order_by(ServiceRow.submitted_at)
+        )
+    )
+    view = load_market_view(session, now)
+    # Replicas whose horizon ended are settled when the round is written: free already.
+    live = [a for a in view.active if not _horizon_over(a, now)]
+    horizons_over = len(live) != len(view.active)
+    view = MarketView(view.sites, view.pools, view.speed, view.seller_of_pool, live)
+    busy_services = {a.item_id for a in view.active if a.kind == "replica"}
+    services = [s for s in services if s.id not in busy_services]
+    summary = RoundSummary(None, len(pending), len(services))
+    summary.gpus_offered = sum(p.gpu_count for p in view.pools)
+    summary.gpus_allocated = sum(a.gpus for a in view.active)
+    plan = RoundPlan(summary, view, horizons_over=horizons_over)
+    if not pending and not services:
+        return plan
+
+    rules = MarketRules(fee_rate=rt.settings.fee_rate, service_horizon_h=horizon_h)
+    st = ExchangeState(
+        view.sites,
+        view.pools,
+        view.speed,
+        rules=rules,
+        vouchers=voucher_programs(session, now),
+    )
+    _occupy(st, view)
+    jobs_by_id = {j.id: j for j in pending}
+    for row in pending:
+        st.jobs[row.id] = _job_record(row)
+    expired, _ = st.advance(now_h)
+    for t in expired:
+        jobs_by_id.pop(t.item_id)
+        plan.expired.append((t.item_id, t.to, t.reason))
+    summary.expired = len(expired)
+
+    # Admission: the most each item could cost, against the buyer's wallet.
+    tenants = {j.tenant_id for j in jobs_by_id.values()} | {s.tenant_id for s in services}
+    funds = _wallets(session, tenants)
+    for row in jobs_by_id.values():
+        most = math.ceil(row.bid_cny_per_ref_gpu_hour * _remaining(row) * 100)
+        most += _ROUNDING_MARGIN_FEN
+        if funds.get(row.tenant_id, 0) >= most:
+            funds[row.tenant_id] -= most
+        else:
+            del st.jobs[row.id]
+            plan.notes[row.id] = [_funds_reason(funds.get(row.tenant_id, 0), most, "job")]
+    for svc in services:
+        most = _service_most_fen(svc, horizon_h)
+        if funds.get(svc.tenant_id, 0) >= most:
+            funds[svc.tenant_id] -= most
+            st.services[svc.id] = ServiceRecord(service=_service_value(svc))
+        else:
+            plan.notes[svc.id] = [_funds_reason(funds.get(svc.tenant_id, 0), most, "service")]
+
+    snapshot = st.snapshot(now_h)
+    if not snapshot.jobs and not snapshot.services:
+        return plan
+    policy = make_policy("exchange", rt.ctx)
+    t0 = time.perf_counter()
+    decision = policy.clear(snapshot)
+    summary.solve_s = time.perf_counter() - t0
+    st.apply(decision, now_h, start=False)
+    plan.st, plan.decision = st, decision
+    plan.snapshot_sizes = (len(snapshot.pools), len(snapshot.jobs), len(snapshot.services))
+    for u in decision.unplaced:
+        plan.notes[u.item_id] = [str(r) for r in u.reasons]
+    for so in decision.services:
+        if not st.services[so.service_id].replicas:
+            plan.notes[so.service_id] = [str(r) for rs in so.unserved.values() for r in rs]
+    return plan
+
+
+def _horizon_over(alloc: AllocationRow, now: datetime) -> bool:
+    return alloc.kind == "replica" and alloc.placed_at + timedelta(hours=alloc.planned_h) <= now
+
+
+def _remaining(row: JobRow) -> float:
+    return max(row.work_ref_gpu_hours - row.done_ref_gpu_hours, 1e-9)
+
+
+def _job_record(row: JobRow) -> JobRecord:
+    job = BatchJob(
+        id=JobId(row.id),
+        buyer=BuyerId(row.tenant_id),
+        gpus=row.gpus,
+        work_ref_gpu_hours=row.work_ref_gpu_hours,
+        bid_cny_per_ref_gpu_hour=row.bid_cny_per_ref_gpu_hour,
+        origin_city=row.origin_city,
+        data_gb=row.data_gb,
+        min_mem_gb=row.min_mem_gb,
+        allowed_gpus=frozenset(row.allowed_gpus) if row.allowed_gpus else None,
+        interruptible=row.interruptible,
+        submitted_at_h=hours(row.submitted_at),
+    )
+    return JobRecord(
+        job=job,
+        state=WorkState.PENDING,
+        submitted_at_h=hours(row.submitted_at),
+        deadline_at_h=hours(row.deadline_at) if row.deadline_at else None,
+        checkpoint_every_h=row.checkpoint_every_h,
+        done_ref_gpu_hours=row.done_ref_gpu_hours,
+        last_reasons=tuple(row.last_reasons or ()),
+    )
+
+
+def _service_value(row: ServiceRow) -> InferenceService:
+    return InferenceService(
+        id=ServiceId(row.id),
+        buyer=BuyerId(row.tenant_id),
+        model=row.model,
+        demand_rps=dict(row.demand_rps),
+        prompt_tokens=row.prompt_tokens,
+        output_tokens=row.output_tokens,
+        ttft_ms=row.ttft_ms,
+        tpot_ms=row.tpot_ms,
+        bid_cny_per_m_output_tokens=row.bid_cny_per_m_output_tokens,
+        allowed_gpus=frozenset(row.allowed_gpus) if row.allowed_gpus else None,
+        submitted_at_h=hours(row.submitted_at),
+    )
+
+
+def _service_most_fen(row: ServiceRow, horizon_h: float) -> int:
+    tokens = sum(row.demand_rps.values()) * row.output_tokens * 3600.0 * horizon_h
+    return math.ceil(row.bid_cny_per_m_output_tokens * tokens / 1e6 * 100) + _ROUNDING_MARGIN_FEN
+
+
+def _occupy(st: ExchangeState, view: MarketView) -> None:
+    """Mark the nodes that earlier rounds' work still holds."""
+    for alloc in view.active:
+        nodes = st.nodes.get(alloc.pool_id)
+        if nodes is None:
+            continue
+        for index, gpus in alloc.nodes:
+            if 0 <= index < len(nodes.free):
+                nodes.free[index] = max(0, nodes.free[index] - gpus)
+
+
+def _wallets(session: Session, tenants: set[str]) -> dict[str, int]:
+    ids = {wallet(t): t for t in tenants}
+    rows = session.scalars(select(LedgerAccount).where(LedgerAccount.id.in_(list(ids))))
+    return {ids[a.id]: a.balance_fen for a in rows}
+
+
+def _funds_reason(have_fen: int, most_fen: int, what: str) -> str:
+    return (
+        f"funds: wallet has {have_fen / 100:.2f} yuan free, this {what} may cost up to "
+        f"{most_fen / 100:.2f} yuan at its bid"
+    )
