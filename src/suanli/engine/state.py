@@ -24,7 +24,7 @@ from suanli.engine.lifecycle import Transition, WorkState, check_transition
 from suanli.engine.nodes import PoolNodes
 from suanli.engine.records import Allocation, JobRecord, ServiceRecord, UsageRecord
 from suanli.errors import InvalidInput
-from suanli.market.decision import Decision
+from suanli.market.decision import Decision, Payment
 from suanli.market.snapshot import (
     BatchJob,
     InferenceService,
@@ -190,14 +190,13 @@ class ExchangeState:
             out.append(self._move(rec, WorkState.PLACED, now_h, pl.why, pl.pool_id))
             if start:
                 out.append(self._move(rec, WorkState.RUNNING, now_h, "started", pl.pool_id))
+        price_of = {pp.pool_id: pp.price_cny_per_gpu_hour for pp in decision.prices}
         for so in decision.services:
             rec_s = self.services[so.service_id]
             horizon = self.rules.service_horizon_h
             total_gpus = sum(r.replicas * r.gpus_per_replica for r in so.replicas) or 1
             for i, rp in enumerate(so.replicas):
-                price = next(
-                    pp.price_cny_per_gpu_hour for pp in decision.prices if pp.pool_id == rp.pool_id
-                )
+                price = price_of[rp.pool_id]
                 for nodes in replica_nodes.get((so.service_id, i), []):
                     share = rp.gpus_per_replica / total_gpus
                     rec_s.replicas.append(
@@ -359,7 +358,7 @@ class ExchangeState:
         price: float,
         now_h: float,
         planned_h: float,
-        payment: object,
+        payment: Payment,
     ) -> Allocation:
         self._alloc_seq += 1
         return Allocation(
@@ -372,7 +371,7 @@ class ExchangeState:
             price_cny_per_gpu_hour=price,
             started_at_h=now_h,
             planned_h=planned_h,
-            payment=payment,  # type: ignore[arg-type]
+            payment=payment,
         )
 
     def _release(self, alloc: Allocation, end_h: float, *, delivered: bool) -> list[UsageRecord]:

@@ -149,14 +149,12 @@ class MarketRules:
 
     ``fee_rate``: the platform's fee on top of the seller's price. ``service_horizon_h``:
     the billing period of services in one round. ``candidate_pools`` bounds the pools kept
-    per job after filtering (the best by surplus). ``price_iterations``: rounds of the
-    price-discovery step.
+    per job after filtering (the best by surplus).
     """
 
     fee_rate: float = 0.02
     service_horizon_h: float = 0.25
     candidate_pools: int = 30
-    price_iterations: int = 60
 
 
 @dataclass(frozen=True, slots=True)

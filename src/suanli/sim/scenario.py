@@ -104,7 +104,6 @@ class MarketSpec(BaseModel):
     period_min: float = Field(default=15.0, gt=0, le=24 * 60)
     fee_rate: float = Field(default=0.02, ge=0, lt=1)
     candidate_pools: int = Field(default=30, gt=0)
-    price_iterations: int = Field(default=60, ge=0)
 
 
 class SellerSpec(BaseModel):

@@ -84,7 +84,6 @@ def build_world(scenario: Scenario) -> World:
         # a replica is paid for the period it runs before the next round re-clears it
         service_horizon_h=period_h,
         candidate_pools=scenario.market.candidate_pools,
-        price_iterations=scenario.market.price_iterations,
     )
     return World(
         fleet=fleet,

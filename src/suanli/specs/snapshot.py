@@ -138,7 +138,6 @@ class RulesSpec(BaseModel):
     fee_rate: float = Field(default=0.02, ge=0, lt=1)
     service_horizon_h: float = Field(default=0.25, gt=0)
     candidate_pools: int = Field(default=30, gt=0)
-    price_iterations: int = Field(default=60, ge=0)
 
 
 class SnapshotSpec(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.orm import Session
 
 from suanli.catalog import Catalog, accelerator, city, model
@@ -132,19 +132,28 @@ def list_jobs(
 ) -> list[JobOut]:
     """The caller's jobs, newest first (operators: everyone's, or ``tenant_id``'s)."""
     with rt.db.read() as s:
-        q = (
-            select(JobRow)
-            .order_by(JobRow.submitted_at.desc(), JobRow.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        if not who.is_operator:
-            q = q.where(JobRow.tenant_id == who.tenant_id)
-        elif tenant_id:
-            q = q.where(JobRow.tenant_id == tenant_id)
-        if state:
-            q = q.where(JobRow.state == state)
+        q = _listing(JobRow, who, state, tenant_id, limit, offset)
         return [JobOut.model_validate(r) for r in s.scalars(q)]
+
+
+def _listing(
+    row: type[JobRow] | type[ServiceRow],
+    who: Principal,
+    state: str | None,
+    tenant_id: str | None,
+    limit: int,
+    offset: int,
+) -> Select[Any]:
+    """Newest first; a buyer sees its own tenant's rows, an operator everyone's (or one
+    tenant's)."""
+    q = select(row).order_by(row.submitted_at.desc(), row.id).limit(limit).offset(offset)
+    if not who.is_operator:
+        q = q.where(row.tenant_id == who.tenant_id)
+    elif tenant_id:
+        q = q.where(row.tenant_id == tenant_id)
+    if state:
+        q = q.where(row.state == state)
+    return q
 
 
 def _job(session: Session, job_id: str, who: Principal) -> JobRow:
@@ -331,18 +340,7 @@ def list_services(
     offset: Offset = 0,
 ) -> list[ServiceOut]:
     with rt.db.read() as s:
-        q = (
-            select(ServiceRow)
-            .order_by(ServiceRow.submitted_at.desc(), ServiceRow.id)
-            .limit(limit)
-            .offset(offset)
-        )
-        if not who.is_operator:
-            q = q.where(ServiceRow.tenant_id == who.tenant_id)
-        elif tenant_id:
-            q = q.where(ServiceRow.tenant_id == tenant_id)
-        if state:
-            q = q.where(ServiceRow.state == state)
+        q = _listing(ServiceRow, who, state, tenant_id, limit, offset)
         return [_service_out(s, r) for r in s.scalars(q)]
 
 
