@@ -39,6 +39,8 @@ class SiteRow(Base):
     agent_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     agent_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     agent_info: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # When set, the site's pools take work only from this buyer tenant.
+    private_tenant_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class PoolRow(Base):
