@@ -12,7 +12,7 @@ from suanli.service.problems import Conflict, InsufficientFunds, NotFound, Unpro
 from suanli.service.schemas.money import VoucherCreate
 from suanli.service.tables import Tenant, VoucherGrant, VoucherProgramRow, new_id
 
-__all__ = ["create_program", "grant_voucher"]
+__all__ = ["create_program", "grant_voucher", "redeem_voucher"]
 
 
 def create_program(
@@ -48,14 +48,42 @@ def create_program(
     return row
 
 
-def grant_voucher(
-    session: Session, program_id: str, tenant_id: str, amount_fen: int, now: datetime
+def redeem_voucher(
+    session: Session, program_id: str, tenant_id: str, now: datetime
 ) -> VoucherGrant:
-    """Grant (or top up) ``amount_fen`` of a program to a buyer; never past the budget or
-    the per-buyer cap."""
-    prog = session.get(VoucherProgramRow, program_id)
+    """A buyer's self-service claim of a program: once per buyer, while the budget lasts.
+
+    Once by construction: the program's row is locked before the buyer's grants are
+    looked up, so racing redeems (and grants) of one program run one after another and
+    each sees what the one before committed; a redeem never tops a grant up, and the
+    unique (program, tenant) pair refuses a second grant row outright.
+    """
+    prog = _locked_program(session, program_id)
+    if prog.claim_fen is None:
+        raise NotFound(f"no voucher program {program_id!r} open for redemption")
+    return grant_voucher(session, program_id, tenant_id, prog.claim_fen, now, top_up=False)
+
+
+def _locked_program(session: Session, program_id: str) -> VoucherProgramRow:
+    prog = session.get(VoucherProgramRow, program_id, with_for_update=True)
     if prog is None:
         raise NotFound(f"no voucher program {program_id!r}")
+    return prog
+
+
+def grant_voucher(
+    session: Session,
+    program_id: str,
+    tenant_id: str,
+    amount_fen: int,
+    now: datetime,
+    *,
+    top_up: bool = True,
+) -> VoucherGrant:
+    """Grant (or, with ``top_up``, top up) ``amount_fen`` of a program to a buyer; never
+    past the budget or the per-buyer cap. Grants of one program are serialized on its
+    row; without ``top_up`` a buyer who holds a grant already gets a Conflict."""
+    prog = _locked_program(session, program_id)
     if session.get(Tenant, tenant_id) is None:
         raise NotFound(f"no tenant {tenant_id!r}")
     row = session.scalars(
@@ -63,6 +91,8 @@ def grant_voucher(
         .where(VoucherGrant.program_id == program_id, VoucherGrant.tenant_id == tenant_id)
         .with_for_update()
     ).first()
+    if row is not None and not top_up:
+        raise Conflict(f"your tenant already holds a grant of {program_id}")
     total = amount_fen + (row.amount_fen if row else 0)
     if prog.per_buyer_cap_fen is not None and total > prog.per_buyer_cap_fen:
         raise Unprocessable(

@@ -45,7 +45,7 @@ from suanli.service.tables import (
     VoucherProgramRow,
     new_id,
 )
-from suanli.service.vouchers import create_program, grant_voucher
+from suanli.service.vouchers import create_program, grant_voucher, redeem_voucher
 
 __all__ = ["router"]
 
@@ -172,16 +172,7 @@ def post_redeem(
     """Claim a program's self-service grant (once per buyer, while the budget lasts)."""
 
     def run(session: Session) -> tuple[int, GrantOut]:
-        prog = session.get(VoucherProgramRow, program_id)
-        if prog is None or prog.claim_fen is None:
-            raise NotFound(f"no voucher program {program_id!r} open for redemption")
-        if session.scalars(
-            select(VoucherGrant.id).where(
-                VoucherGrant.program_id == program_id, VoucherGrant.tenant_id == who.tenant_id
-            )
-        ).first():
-            raise Conflict(f"your tenant already holds a grant of {program_id}")
-        row = grant_voucher(session, program_id, who.tenant_id, prog.claim_fen, rt.clock.now())
+        row = redeem_voucher(session, program_id, who.tenant_id, rt.clock.now())
         return 201, _grant_out(session, row)
 
     return run_idempotent(rt.db, who, key, "POST", request.url.path, {}, rt.clock.now, run)
