@@ -57,12 +57,30 @@ def test_each_attempt_is_a_new_job_sharing_the_checkpoints(tmp_path: Path) -> No
     assert p1.checkpoint_dir == p2.checkpoint_dir == tmp_path / "train" / "checkpoints"
 
 
-def test_work_may_name_its_own_folders(tmp_path: Path) -> None:
+def test_work_may_name_its_own_folders_inside_its_run_folder(tmp_path: Path) -> None:
     work = WorkSpec(
-        id="w", command="true", working_dir=tmp_path / "src", checkpoint_dir=tmp_path / "ck"
+        id="w", command="true", working_dir=Path("src/a"), checkpoint_dir=Path("ck"), attempt=2
     )
-    paths = job_paths(tmp_path / "runs", work)
-    assert (paths.working_dir, paths.checkpoint_dir) == (tmp_path / "src", tmp_path / "ck")
+    paths = job_paths(tmp_path, work)
+    assert paths.working_dir == tmp_path / "suanli-w-2" / "src" / "a"
+    assert paths.checkpoint_dir == tmp_path / "w" / "ck"  # shared by the work's attempts
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("working_dir", "/var/lib/suanli"),  # absolute: anywhere on the site
+        ("working_dir", "../other-job/work"),  # climbs into another job's folder
+        ("checkpoint_dir", "ck/../../x"),
+        ("checkpoint_dir", "/root"),
+    ],
+)
+def test_named_folders_outside_the_works_own_are_refused(
+    tmp_path: Path, field: str, value: str
+) -> None:
+    work = WorkSpec(id="w", command="true", **{field: Path(value)})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=f"{field} .*relative path inside"):
+        job_paths(tmp_path, work)
 
 
 def test_suanli_variables(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Process groups: who is still in one, and stopping all of them (TERM, grace, KILL).
+"""Process groups: who is still in one, stopping all of them (TERM, grace, KILL), and
+starting processes from one long-lived thread.
 
 A job's processes share the process group its leader opened (``start_new_session``).
 Zombies are not counted: an orphan that exited may wait long for a PID 1 that reaps late,
@@ -8,12 +9,16 @@ and it holds nothing.
 from __future__ import annotations
 
 import os
+import queue
 import signal
+import subprocess
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
-__all__ = ["group_alive", "group_members", "stop_group"]
+__all__ = ["Spawner", "group_alive", "group_members", "stop_group"]
 
 _PROC = Path("/proc")
 
@@ -86,3 +91,38 @@ def _signal(pgid: int, sig: signal.Signals) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+_Start = Callable[[], "subprocess.Popen[bytes]"]
+
+
+class Spawner:
+    """Starts processes from one thread that lives as long as this process.
+
+    The kernel's parent-death signal (bubblewrap's ``--die-with-parent``, ``setpriv
+    --pdeathsig``) fires when the *thread* that forked a process ends, not only its
+    process: work started from a short-lived thread (a job's watcher) would be killed when
+    that thread returns. From here it dies with the agent, and only then.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[_Start, Future[subprocess.Popen[bytes]]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._serve, name="suanli-spawner", daemon=True)
+        self._thread.start()
+
+    def start(self, start: _Start) -> subprocess.Popen[bytes]:
+        """Run ``start`` (which makes the ``Popen``) on the spawner thread; its result or
+        its exception."""
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((start, done))
+        return done.result()
+
+    def _serve(self) -> None:
+        while True:
+            start, done = self._requests.get()
+            try:
+                done.set_result(start())
+            except BaseException as exc:  # handed to the caller, who raises it
+                done.set_exception(exc)

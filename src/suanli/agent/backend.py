@@ -90,6 +90,7 @@ class Feature(StrEnum):
     FABRIC = "fabric"  # discovering the inter-node network
     AGENT_RESTART = "agent-restart"  # jobs outliving the agent process
     FILES = "files"  # working/checkpoint dirs and logs visible to the agent
+    SANDBOX = "sandbox"  # confining buyers' work away from the host and other work
 
 
 @dataclass(frozen=True, slots=True)

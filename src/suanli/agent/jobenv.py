@@ -1,11 +1,17 @@
 """What every job sees, whatever the backend: its folders, its SUANLI_* variables, its command.
 
-Folders, under the backend's runs directory unless the work names its own::
+Folders, all under the backend's runs directory::
 
     <runs_dir>/<job_name>/            the run folder: job script, stdout.log, stderr.log
-    <runs_dir>/<job_name>/work/       working directory (cwd) when the work names none
-    <runs_dir>/<work id>/checkpoints/ checkpoint directory when the work names none; shared
-                                      by every attempt of the work, so a re-run resumes
+    <runs_dir>/<job_name>/work/       working directory (cwd); a work naming its own
+                                      ``working_dir`` gets <runs_dir>/<job_name>/<that>
+    <runs_dir>/<work id>/checkpoints/ checkpoint directory, shared by every attempt of the
+                                      work so a re-run resumes; a named ``checkpoint_dir``
+                                      is <runs_dir>/<work id>/<that>
+
+Named folders are relative paths without ``..``: a buyer's work never chooses a place on
+the site outside its own folders (the run folder is new for each attempt, so nothing an
+earlier job left there — a link, say — can redirect it).
 
 Variables (besides the work's own ``env``)::
 
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suanli.agent.backend import WorkSpec
+from suanli.errors import InvalidInput
 
 __all__ = [
     "LOG_TAIL_LINES",
@@ -52,15 +59,29 @@ class JobPaths:
 
 
 def job_paths(runs_dir: Path, work: WorkSpec) -> JobPaths:
-    """Where a job's files go (see the module docstring); nothing is created here."""
+    """Where a job's files go (see the module docstring); nothing is created here.
+    ``InvalidInput`` when a named folder is absolute or climbs out with ``..``."""
     run_dir = runs_dir / work.job_name
     return JobPaths(
         run_dir=run_dir,
-        working_dir=work.working_dir or run_dir / "work",
-        checkpoint_dir=work.checkpoint_dir or runs_dir / work.id / "checkpoints",
+        working_dir=run_dir / _relative(work.working_dir, "working_dir", Path("work")),
+        checkpoint_dir=runs_dir
+        / work.id
+        / _relative(work.checkpoint_dir, "checkpoint_dir", Path("checkpoints")),
         stdout=run_dir / "stdout.log",
         stderr=run_dir / "stderr.log",
     )
+
+
+def _relative(given: Path | None, field: str, default: Path) -> Path:
+    if given is None or given == Path("."):
+        return default
+    if given.is_absolute() or ".." in given.parts:
+        raise InvalidInput(
+            f"{field} {str(given)!r}: must be a relative path inside the work's own folder "
+            "on the site, without '..'"
+        )
+    return given
 
 
 def suanli_env(work: WorkSpec, backend: str, checkpoint_dir: Path) -> dict[str, str]:

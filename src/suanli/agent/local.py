@@ -1,14 +1,19 @@
-"""The ``local`` backend: work as plain processes on this host.
+"""The ``local`` backend: work as processes on this host, each in its own sandbox.
 
-Each job runs in its own session and process group (``start_new_session``), in its own
-working directory, with its environment (``jobenv``) and ``CUDA_VISIBLE_DEVICES`` set to
-the devices it was given from the host's inventory; stdout and stderr go to files in its
-run folder. A watcher thread per job records the exit the moment it happens, then stops
-anything the job left behind in its group before giving its GPUs back, so usage is
-(end − start) × GPUs on the agent's clock. Cancel TERMs the group and KILLs what is left
-after the grace period. Work asking for more GPUs than are free waits; queued work
-starts in submission order as devices free up (a small job may pass a big one that does
-not fit yet).
+Each job runs confined (``sandbox``: bubblewrap, its own unprivileged user, resource
+limits; ``--unsafe-no-sandbox`` turns that off), in its own session and process group, in
+its own working directory, with its environment (``jobenv``) and ``CUDA_VISIBLE_DEVICES``
+set to the devices it was given from the host's inventory; stdout and stderr go to files
+in its run folder, outside its view. A watcher thread per job records the exit the moment
+it happens, then stops anything the job left behind before giving its GPUs back, so usage
+is (end − start) × GPUs on the agent's clock. Cancel TERMs the group and KILLs what is
+left after the grace period (the sandbox's pid namespace takes every process with it).
+Work asking for more GPUs than are free waits; queued work starts in submission order as
+devices free up (a small job may pass a big one that does not fit yet).
+
+Jobs die with the agent: sandboxes are started with ``--die-with-parent`` from one
+long-lived thread (``Spawner``), so an agent killed by SIGKILL leaves no work running
+unmetered while the exchange places it again elsewhere.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from suanli.agent._proc import stop_group
+from suanli.agent._proc import Spawner, stop_group
 from suanli.agent._settings import parse_settings
 from suanli.agent.backend import (
     BackendError,
@@ -40,6 +45,7 @@ from suanli.agent.backend import (
 from suanli.agent.discovery import discover_host_gpus
 from suanli.agent.inventory import DeviceAllocator, Inventory
 from suanli.agent.jobenv import JobPaths, job_paths, log_tail, passed_env, suanli_env
+from suanli.agent.sandbox import Confinement, Sandbox, SandboxSettings
 from suanli.domain import Fabric
 
 __all__ = ["LocalBackend", "LocalSettings", "local_backend"]
@@ -49,7 +55,8 @@ NAME = "local"
 
 class LocalSettings(BaseModel):
     """``runs_dir``: where run folders go. ``inventory``: the YAML file used when NVML is
-    not there. ``stop_grace_s``: overrides every work's own grace (None: the work's)."""
+    not there. ``stop_grace_s``: overrides every work's own grace (None: the work's).
+    ``sandbox``: how work is confined (``sandbox.SandboxSettings``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,6 +64,7 @@ class LocalSettings(BaseModel):
     inventory: Path | None = None
     fabric: Fabric = Fabric.ETHERNET
     stop_grace_s: float | None = Field(default=None, ge=0)
+    sandbox: SandboxSettings = SandboxSettings()
 
 
 @dataclass
@@ -70,6 +78,7 @@ class _Job:
     pool: str | None = None
     devices: tuple[int, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
+    slot: int | None = None  # the sandbox user slot it holds while it runs
     started_at_s: float | None = None
     started_mono_s: float = 0.0
     held_s: float | None = None  # set when it ends; measured on the monotonic clock
@@ -101,24 +110,34 @@ class LocalBackend:
         self._devices = DeviceAllocator(inventory)
         self._jobs: dict[str, _Job] = {}
         self._queue: list[_Job] = []
+        self.sandbox = Sandbox(settings.sandbox)
+        self._spawner = Spawner()
+        self._slots: set[int] = set()
 
     @property
     def name(self) -> str:
         return NAME
 
     def limitations(self) -> tuple[Limitation, ...]:
+        confined = self.sandbox.enabled
         return (
             *self._discovery_limits,
+            *self.sandbox.limitations(),
             Limitation(Feature.MULTI_NODE, "runs on this one host: a job's GPUs are all here"),
             Limitation(
                 Feature.PROCESS_TRACKING,
-                "a job is its process group: a process that leaves it (setsid, a daemon) "
-                "escapes cancel",
+                "a job is its sandbox's pid namespace: cancel reaches every process in it"
+                if confined
+                else "a job is its process group: a process that leaves it (setsid, a "
+                "daemon) escapes cancel",
             ),
             Limitation(
                 Feature.AGENT_RESTART,
-                "jobs are tracked in the agent's memory: after an agent restart they run on "
-                "unseen and unmetered",
+                "jobs die with the agent (they are tracked in its memory): after a restart "
+                "their work is placed again and resumes from its checkpoints"
+                if confined
+                else "jobs are tracked in the agent's memory: a restarted agent finds its "
+                "jobs' processes by their environment and stops them",
             ),
             Limitation(
                 Feature.USAGE,
@@ -165,8 +184,9 @@ class LocalBackend:
                 )
             if handle.id in self._jobs:
                 raise SubmitRefused(f"{handle.id} was already submitted here")
-            for d in (paths.run_dir, paths.working_dir, paths.checkpoint_dir):
-                d.mkdir(parents=True, exist_ok=True)
+            # The run folder holds the logs: the agent's, never in the job's view.
+            paths.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            paths.checkpoint_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             job = _Job(handle=handle, work=work, paths=paths)
             self._jobs[handle.id] = job
             self._queue.append(job)
@@ -219,7 +239,7 @@ class LocalBackend:
         return Usage(max(0.0, held) * gpus, gpus, start, end, source="local: agent clock")
 
     def close(self) -> None:
-        """Nothing to release: running jobs go on in their own sessions."""
+        """Nothing to release; running jobs go on until they end or the agent dies."""
 
     # --- internals (called with the lock held unless said otherwise)
 
@@ -261,19 +281,17 @@ class LocalBackend:
             ["/bin/sh", "-c", work.command] if isinstance(work.command, str) else list(work.command)
         )
         try:
-            with job.paths.stdout.open("ab") as out, job.paths.stderr.open("ab") as err:
-                job.proc = subprocess.Popen(
-                    argv,
-                    cwd=job.paths.working_dir,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
+            box = self._confine(job)
+            if self.sandbox.enabled:
+                # Its own home and /tmp: nothing of the agent's user leaks in.
+                env |= {"HOME": str(box.workdir), "TMPDIR": "/tmp"}
+                for name in ("USER", "LOGNAME"):
+                    env.pop(name, None)
+            command = self.sandbox.command(argv, box)
+            job.proc = self._spawner.start(lambda: self._popen(job, command, env))
         except OSError as exc:
             job.state, job.exit_code = JobState.FAILED, 127
-            job.reason = f"could not start {argv[0]!r}: {exc.strerror}"
+            job.reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
             self._give_back(job)
             job.done.set()
             return
@@ -284,6 +302,34 @@ class LocalBackend:
         )
         job.watcher.start()
 
+    def _confine(self, job: _Job) -> Confinement:
+        """The job's sandbox: a free user slot, its folders made and given to that user."""
+        job.slot = min(set(range(len(self._slots) + 1)) - self._slots)
+        self._slots.add(job.slot)
+        box = Confinement(
+            workdir=job.paths.working_dir,
+            writable=(job.paths.working_dir, job.paths.checkpoint_dir),
+            uid=self.sandbox.uid(job.slot),
+            memory_mb=self.sandbox.memory_mb(job.work.gpus, self._host_gpus()),
+        )
+        self.sandbox.prepare(box)
+        return box
+
+    def _popen(self, job: _Job, command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with job.paths.stdout.open("ab") as out, job.paths.stderr.open("ab") as err:
+            return subprocess.Popen(
+                command,
+                cwd=job.paths.working_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    def _host_gpus(self) -> int:
+        return sum(p.gpu_count for p in self._inventory.pools)
+
     def _watch(self, job: _Job) -> None:
         """Thread body, without the lock: wait for the leader, clear its group, settle."""
         assert job.proc is not None
@@ -292,6 +338,8 @@ class LocalBackend:
         stop_group(job.proc.pid, grace_s=1.0)
         with self._lock:
             job.held_s = self._monotonic() - job.started_mono_s
+            if rc > 128 and self.sandbox.enabled:
+                rc = 128 - rc  # bubblewrap exits 128 + N for a command killed by signal N
             job.exit_code = rc if rc >= 0 else 128 - rc
             if job.cancel_requested:
                 job.state, job.reason = JobState.CANCELLED, "cancelled"
@@ -307,11 +355,17 @@ class LocalBackend:
     def _give_back(self, job: _Job) -> None:
         if job.pool is not None:
             self._devices.give_back(job.pool, job.devices)
+        if job.slot is not None:
+            self._slots.discard(job.slot)
+            job.slot = None
 
 
 def local_backend(config: Mapping[str, object]) -> LocalBackend:
     """A ``LocalBackend`` from its configuration mapping (``LocalSettings`` fields); finds
-    the host's GPUs with NVML, else from the inventory file."""
+    the host's GPUs with NVML, else from the inventory file. ``SandboxUnavailable`` (how
+    to fix it) when work cannot be sandboxed here and the sandbox is not turned off."""
     settings = parse_settings(LocalSettings, config, "local backend")
     inventory, limits = discover_host_gpus(settings.inventory, settings.fabric)
-    return LocalBackend(settings, inventory, discovery_limits=limits)
+    backend = LocalBackend(settings, inventory, discovery_limits=limits)
+    backend.sandbox.check()
+    return backend
