@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import Field
 
 from suanli.service.auth import Role
-from suanli.service.schemas.common import Fen, In, Name, Out, PositiveFen, Text
+from suanli.service.schemas.common import Fen, In, Name, Out, PositiveFen, Text, lax_enum
 
 __all__ = [
     "AccountCreate",
@@ -25,7 +25,7 @@ __all__ = [
 
 class AccountCreate(In):
     name: Name
-    role: Role
+    role: Role = lax_enum()
 
 
 class TenantCreate(In):

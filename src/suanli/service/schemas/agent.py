@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from suanli.domain import Fabric
-from suanli.service.schemas.common import Id, In, Name, Out, Text
+from suanli.service.schemas.common import Id, In, Name, Out, Text, lax_enum
 
 __all__ = [
     "AgentLimitation",
@@ -48,7 +48,7 @@ class AgentPool(In):
     gpu_model: Name
     gpu_count: int = Field(ge=0, le=1_000_000)
     gpus_per_node: int = Field(ge=1, le=64)
-    fabric: Fabric = Fabric.ETHERNET
+    fabric: Fabric = lax_enum(Fabric.ETHERNET)
     gpus_free: int | None = Field(default=None, ge=0, le=1_000_000)
     simulated: bool = False
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -20,6 +20,7 @@ __all__ = [
     "Text",
     "Timestamp",
     "bounded_float",
+    "lax_enum",
 ]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$"
@@ -50,13 +51,22 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-Timestamp = Annotated[datetime, AfterValidator(_utc)]
+# Lax on purpose: JSON has no datetime, so a timestamp arrives as an ISO 8601 string.
+Timestamp = Annotated[datetime, AfterValidator(_utc), Field(strict=False)]
+
+
+def lax_enum(default: object = ...) -> Any:
+    """A field of a string enum: JSON sends the value (``"buyer"``), never the member."""
+    return Field(default=default, strict=False)
 
 
 class In(BaseModel):
-    """A request body: unknown fields are refused."""
+    """A request body: unknown fields are refused, and every value is strict — a count
+    or an amount of fen is a JSON integer (not ``true``, ``"100"`` or ``8.0``), a flag is
+    ``true``/``false`` (not ``"yes"`` or ``1``), a string is a string. A float field still
+    takes an integer. Timestamps and enums are read from their JSON strings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Out(BaseModel):

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, model_validator
 
 from suanli.domain import Fabric, Region
-from suanli.service.schemas.common import Id, In, Name, Out, PoolRef, Timestamp
+from suanli.service.schemas.common import Id, In, Name, Out, PoolRef, Timestamp, lax_enum
 
 __all__ = [
     "OfferCreate",
@@ -29,7 +29,7 @@ class SiteCreate(In):
     name: Name
     province: Name
     city: Name | None = None
-    region: Region = Region.EAST
+    region: Region = lax_enum(Region.EAST)
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
     hub_id: Name | None = None
@@ -66,7 +66,7 @@ class PoolCreate(In):
     gpu: Name
     gpu_count: int = Field(gt=0, le=1_000_000)
     gpus_per_node: int = Field(default=8, gt=0, le=64)
-    fabric: Fabric = Fabric.ETHERNET
+    fabric: Fabric = lax_enum(Fabric.ETHERNET)
     reserve_cny_per_gpu_hour: Reserve
 
     @model_validator(mode="after")
