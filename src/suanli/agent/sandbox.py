@@ -195,7 +195,8 @@ class Sandbox:
             return
         for tool in ("bwrap", "prlimit", *(("setpriv",) if self._root else ())):
             name = self.settings.bwrap if tool == "bwrap" else tool
-            path = self._which(name) or self._which(f"/usr/bin/{tool}")
+            # util-linux lives in /usr/bin, which a service's PATH may lack.
+            path = self._which(name) or (None if "/" in name else self._which(f"/usr/bin/{name}"))
             if path is None:
                 raise SandboxUnavailable(f"cannot sandbox buyers' work: `{name}` not found; {FIX}")
             self._tools[tool] = path
