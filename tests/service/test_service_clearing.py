@@ -88,7 +88,7 @@ def test_loop_clears_on_its_own_and_reports_metrics(sqlite_exchange: Any) -> Non
         loop.stop()
     assert loop.is_leader is False
     assert x.get(f"/v1/jobs/{job['id']}", buyer).json()["state"] == "placed"
-    text = x.client.get("/metrics").text
+    text = x.client.get("/metrics", headers=x.operator).text  # per-pool series: operators
     for name in (
         'suanli_clearing_rounds_total{outcome="cleared"}',
         "suanli_clearing_solve_seconds_count",

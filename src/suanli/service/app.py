@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 from sqlalchemy import text
 
@@ -13,14 +14,17 @@ from suanli import __version__
 from suanli.catalog import load_catalog
 from suanli.market.context import MarketContext
 from suanli.service.accounts import bootstrap_operator
+from suanli.service.auth import Principal, TokenCache
 from suanli.service.clearing import RoundSummary
 from suanli.service.clock import ServiceClock, WallClock
 from suanli.service.db import Database
+from suanli.service.deps import optional_principal
 from suanli.service.loop import ClearingLoop
 from suanli.service.metrics import Metrics
-from suanli.service.middleware import EdgeMiddleware, TokenBuckets
+from suanli.service.middleware import EdgeMiddleware
 from suanli.service.migrate import upgrade
 from suanli.service.problems import install_problem_handlers
+from suanli.service.ratelimit import RateLimits
 from suanli.service.routers import access, agent, fleet, market, money, work
 from suanli.service.runtime import Runtime
 from suanli.service.settings import ServiceSettings
@@ -56,6 +60,13 @@ def create_app(
             accelerators=cat.accelerators, models=cat.models, cities=cat.cities, hubs=cat.hubs
         ),
         metrics=Metrics(),
+        tokens=TokenCache(),
+    )
+    limits = RateLimits.of(
+        settings.rate_limit_per_s,
+        settings.rate_limit_burst,
+        settings.auth_failures_per_min,
+        settings.auth_failure_burst,
     )
 
     @asynccontextmanager
@@ -79,30 +90,50 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = rt
+    app.state.limits = limits
     app.state.loop = None
     install_problem_handlers(app)
     for r in (access, fleet, work, money, market, agent):
         app.include_router(r.router)
 
-    @app.get("/healthz", tags=["system"])
-    def healthz() -> dict[str, str]:
-        """Liveness and database reachability."""
-        with rt.db.read() as s:
-            s.execute(text("SELECT 1"))
-        return {"status": "ok", "database": rt.db.dialect}
-
-    @app.get("/metrics", tags=["system"], response_class=Response)
-    def metrics() -> Response:
-        """Prometheus metrics: rounds, solve time, pending work, utilization, prices, HTTP."""
-        return Response(rt.metrics.render(), media_type="text/plain; version=0.0.4")
-
+    _system_routes(app, rt)
     app.add_middleware(
         EdgeMiddleware,
         metrics=rt.metrics,
         max_body_bytes=settings.max_body_bytes,
-        buckets=TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
+        limits=limits,
+        tokens=rt.tokens,
     )
     return app
+
+
+def _system_routes(app: FastAPI, rt: Runtime) -> None:
+    @app.get("/healthz", tags=["system"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers HTTP. It does not touch the database, so an
+        outage there never gets a live exchange restarted; see ``/readyz``."""
+        return {"status": "ok", "database": rt.db.dialect}
+
+    @app.get("/readyz", tags=["system"], responses={503: {"description": "database down"}})
+    def readyz() -> dict[str, str]:
+        """Readiness: 200 when the database answers, else a 503 problem with
+        ``Retry-After`` (take the exchange out of a load balancer, do not restart it)."""
+        with rt.db.read() as s:
+            s.execute(text("SELECT 1"))
+        return {"status": "ready", "database": rt.db.dialect}
+
+    @app.get("/metrics", tags=["system"], response_class=Response)
+    def metrics(
+        principal: Annotated[Principal | None, Depends(optional_principal)],
+    ) -> Response:
+        """Prometheus metrics: rounds, solve time, pending work, utilization, HTTP latency
+        and clearing prices summarized over pools (min, mean, max, how many), for anyone
+        who can reach the port. The price of each pool
+        (``suanli_pool_price_cny_per_gpu_hour{pool=…}``) names sellers' pools, so it is
+        shown only to a request with an operator token; any other valid token sees the
+        anonymous view, an invalid one gets 401."""
+        detail = principal is not None and principal.is_operator
+        return Response(rt.metrics.render(pools=detail), media_type="text/plain; version=0.0.4")
 
 
 def runtime_of(app: FastAPI) -> Runtime:

@@ -20,7 +20,15 @@ from sqlalchemy.orm import Session
 from suanli.service.problems import Unauthorized
 from suanli.service.tables import Account, ApiToken
 
-__all__ = ["Principal", "Role", "TokenCache", "hash_token", "new_token", "resolve_token"]
+__all__ = [
+    "Principal",
+    "Role",
+    "TokenCache",
+    "bearer_token",
+    "hash_token",
+    "new_token",
+    "resolve_token",
+]
 
 TOKEN_PREFIX = "sl_"
 
@@ -56,35 +64,89 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-class TokenCache:
-    """Token digest → principal for a few seconds, so a request costs no extra query.
+def bearer_token(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, however the scheme is
+    cased or spaced; None when the header is not a bearer credential."""
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
-    Revocation clears the entry in this process; other processes see it within
+
+class TokenCache:
+    """What this process remembers about presented tokens, so that a request costs no
+    extra query:
+
+    - token digest → principal, for ``ttl_s``;
+    - digests the database did not know, for ``unknown_ttl_s`` (a flood of one bad token
+      costs one lookup per ``unknown_ttl_s``; tokens are random, so a miss never becomes
+      a real token later);
+    - digests that were valid within ``recent_s``: the edge lets these through to a lookup
+      even when their address has spent its failed-authentication budget, so a client
+      behind the same address as an attacker keeps working.
+
+    Revocation clears the entries in this process; other processes see it within
     ``ttl_s``.
     """
 
-    def __init__(self, ttl_s: float = 5.0) -> None:
+    def __init__(
+        self, ttl_s: float = 5.0, unknown_ttl_s: float = 5.0, recent_s: float = 3600.0
+    ) -> None:
         self.ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        self.unknown_ttl_s = unknown_ttl_s
+        self.recent_s = recent_s
+        # digest → (expiry on the monotonic clock, principal; None: the token is unknown)
+        self._entries: dict[str, tuple[float, Principal | None]] = {}
+        self._recent: dict[str, tuple[float, str]] = {}  # digest → (until, token id)
         self._lock = threading.Lock()
 
     def get(self, digest: str) -> Principal | None:
+        """The cached principal of a token, or None (not cached, or unknown)."""
         with self._lock:
             hit = self._entries.get(digest)
-            if hit is None or hit[0] < time.monotonic():
-                return None
-            return hit[1]
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def is_unknown(self, digest: str) -> bool:
+        """True while the database's answer "no such live token" is cached."""
+        with self._lock:
+            hit = self._entries.get(digest)
+        return hit is not None and hit[1] is None and hit[0] >= time.monotonic()
+
+    def was_valid(self, digest: str) -> bool:
+        """True if this token resolved to a principal within ``recent_s``."""
+        with self._lock:
+            hit = self._recent.get(digest)
+        return hit is not None and hit[0] >= time.monotonic()
 
     def put(self, digest: str, principal: Principal) -> None:
+        now = time.monotonic()
         with self._lock:
-            if len(self._entries) > 10_000:
-                self._entries.clear()
-            self._entries[digest] = (time.monotonic() + self.ttl_s, principal)
+            self._bound()
+            self._entries[digest] = (now + self.ttl_s, principal)
+            self._recent[digest] = (now + self.recent_s, principal.token_id)
+
+    def put_unknown(self, digest: str) -> None:
+        with self._lock:
+            self._bound()
+            self._entries[digest] = (time.monotonic() + self.unknown_ttl_s, None)
 
     def drop_token(self, token_id: str) -> None:
         with self._lock:
-            for k in [k for k, (_, p) in self._entries.items() if p.token_id == token_id]:
+            for k in [k for k, (_, tid) in self._recent.items() if tid == token_id]:
+                del self._recent[k]
+            for k in [
+                k for k, (_, p) in self._entries.items() if p is not None and p.token_id == token_id
+            ]:
                 del self._entries[k]
+
+    def _bound(self) -> None:
+        # A flood of distinct tokens must not grow memory without bound; forgetting only
+        # costs lookups (the failed-authentication budget limits those).
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        if len(self._recent) > 100_000:
+            self._recent.clear()
 
 
 def resolve_token(session: Session, token: str) -> Principal:

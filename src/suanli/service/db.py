@@ -9,23 +9,46 @@ a deadlock is retried whole.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import URL, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database", "normalize_url"]
+__all__ = ["Database", "is_unavailable", "normalize_url"]
 
 T = TypeVar("T")
 
 # PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock detected.
 _RETRY_SQLSTATES = {"40001", "40P01"}
+# SQLite primary result codes that say the database cannot be used right now, not that
+# the statement is wrong: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+_SQLITE_UNAVAILABLE = {5, 6, 7, 8, 10, 13, 14, 15}
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True if ``exc`` says the database is unreachable or cannot take writes (server
+    down, connection lost, disk full, pool exhausted), so the same request may succeed
+    later; False for errors in the statement itself."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if code is not None:
+        return (int(code) & 0xFF) in _SQLITE_UNAVAILABLE
+    # psycopg: connection failures (08), lack of resources such as disk (53), shutdown
+    # (57), I/O (58) and lost serialization races are all OperationalError.
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 def normalize_url(url: str) -> URL:
@@ -55,8 +78,8 @@ class Database:
     def _make_engine(self, pool_size: int) -> Engine:
         if self.is_sqlite:
             db = self.url.database
-            if db and db != ":memory:":
-                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            if db and db != ":memory:" and not db.startswith("file:"):
+                _private_sqlite_file(Path(db))
             engine = create_engine(
                 self.url,
                 connect_args={"check_same_thread": False, "timeout": 30},
@@ -112,6 +135,23 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Make the database file (and its folder, if new) the owner's alone before SQLite
+    opens it: SQLite gives ``-wal`` and ``-shm`` the database file's mode, so creating
+    it 0600 makes all three private. An existing file is tightened too."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except PermissionError:  # another user's file: theirs to protect
+        pass
+    finally:
+        os.close(fd)
+    for side in ("-wal", "-shm", "-journal"):
+        with suppress(FileNotFoundError):
+            os.chmod(f"{path}{side}", 0o600)
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

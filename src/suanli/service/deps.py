@@ -8,9 +8,10 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from suanli.service.auth import Principal, Role, hash_token, resolve_token
+from suanli.service.auth import Principal, Role, bearer_token, hash_token, resolve_token
 from suanli.service.idempotency import KEY_HEADER
-from suanli.service.problems import Forbidden, Unauthorized
+from suanli.service.problems import Forbidden, TooManyRequests, Unauthorized
+from suanli.service.ratelimit import RateLimits, account_key, address_key
 from suanli.service.runtime import Runtime
 from suanli.service.schemas.common import ID_PATTERN
 
@@ -26,6 +27,7 @@ __all__ = [
     "Rt",
     "Seller",
     "SellerOnly",
+    "optional_principal",
     "require",
 ]
 
@@ -40,30 +42,75 @@ def get_runtime(request: Request) -> Runtime:
 Rt = Annotated[Runtime, Depends(get_runtime)]
 
 
+def get_limits(request: Request) -> RateLimits:
+    limits: RateLimits = request.app.state.limits
+    return limits
+
+
 def get_principal(
     rt: Rt,
     request: Request,
-    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    # Declared for the OpenAPI security scheme; the header is parsed by ``bearer_token``,
+    # the same way the rate limiter at the edge reads it.
+    _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+    header = request.headers.get("authorization")
+    token = bearer_token(header) if header else None
+    if token is None:
         raise Unauthorized(
             "send an API token: Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    token = creds.credentials
+    limits = get_limits(request)
+    host = request.client.host if request.client else "?"
     if len(token) > 200 or not token.isascii():
+        limits.auth_failures.take(address_key(host))
         raise Unauthorized("malformed token", headers={"WWW-Authenticate": "Bearer"})
     digest = hash_token(token)
     principal = rt.tokens.get(digest)
     if principal is None:
-        with rt.db.read() as session:
-            principal = resolve_token(session, token)
-        rt.tokens.put(digest, principal)
+        principal = _look_up(rt, limits, token, digest, host)
     request.state.principal = principal
     return principal
 
 
+def _look_up(rt: Runtime, limits: RateLimits, token: str, digest: str, host: str) -> Principal:
+    """A token the cache did not know: one database lookup (a miss is cached too), every
+    failure spent from the address's budget."""
+    try:
+        if rt.tokens.is_unknown(digest):
+            raise Unauthorized("unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        with rt.db.read() as session:
+            principal = resolve_token(session, token)
+    except Unauthorized:
+        rt.tokens.put_unknown(digest)
+        limits.auth_failures.take(address_key(host))
+        raise
+    rt.tokens.put(digest, principal)
+    # The edge charged this request to the address, not knowing the token yet; charge the
+    # account as well, so that every request it makes counts against its own budget.
+    wait_s = limits.requests.take(account_key(principal.account_id))
+    if wait_s > 0:
+        raise TooManyRequests(
+            f"rate limit of {limits.requests.rate:g} requests/s exceeded; retry in {wait_s:.2f} s",
+            headers={"Retry-After": str(max(1, round(wait_s + 0.5)))},
+        )
+    return principal
+
+
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def optional_principal(
+    rt: Rt,
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """None for a request without ``Authorization``; else as ``get_principal`` (so a
+    token that is sent must be valid)."""
+    if request.headers.get("authorization") is None:
+        return None
+    return get_principal(rt, request, creds)
 
 
 def require(*roles: Role, operator_ok: bool = True) -> Callable[[Principal], Principal]:

@@ -1,8 +1,17 @@
-"""Prometheus metrics, on a registry owned by one application (no global state)."""
+"""Prometheus metrics, on registries owned by one application (no global state).
+
+Two registries: ``registry`` holds what anyone may read (counts, times, aggregates);
+``pool_registry`` holds series labelled by a seller's pool, rendered only on request
+(``render(pools=True)``, for operators).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 __all__ = ["Metrics"]
 
@@ -39,12 +48,14 @@ class Metrics:
         self.utilization = Gauge(
             "suanli_utilization_ratio", "GPUs allocated / GPUs on offer", registry=r
         )
+        self.pool_registry = CollectorRegistry(auto_describe=True)
         self.price = Gauge(
             "suanli_pool_price_cny_per_gpu_hour",
             "Clearing price of each pool in the latest round",
             ["pool"],
-            registry=r,
+            registry=self.pool_registry,
         )
+        r.register(_PriceSummary(self.price))
         self.http_seconds = Histogram(
             "suanli_http_request_seconds",
             "HTTP request latency",
@@ -53,5 +64,29 @@ class Metrics:
             registry=r,
         )
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, *, pools: bool = False) -> bytes:
+        """The exposition text; per-pool series only if ``pools``."""
+        text = generate_latest(self.registry)
+        return text + generate_latest(self.pool_registry) if pools else text
+
+
+class _PriceSummary(Collector):
+    """Clearing prices over all pools, without naming any: how many, min, mean, max."""
+
+    def __init__(self, price: Gauge) -> None:
+        self.price = price
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        values = [s.value for fam in self.price.collect() for s in fam.samples]
+        name = "suanli_price_cny_per_gpu_hour"
+        yield GaugeMetricFamily("suanli_pools_priced", "Pools with a clearing price", len(values))
+        if not values:
+            return
+        for stat, value in (
+            ("min", min(values)),
+            ("mean", sum(values) / len(values)),
+            ("max", max(values)),
+        ):
+            yield GaugeMetricFamily(
+                f"{name}_{stat}", f"The {stat} clearing price over all pools", value
+            )

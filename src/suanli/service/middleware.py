@@ -1,43 +1,24 @@
 """The HTTP edge, as plain ASGI (cheap on the hot path): body-size and rate limits,
-request latency for /metrics."""
+request latency for /metrics.
+
+Rate limits (see ``ratelimit``) are keyed here on the account of a token this process
+already knows (a dict lookup, no query), else on the client address; a token seen for the
+first time is charged to its account once ``deps`` has looked it up.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import threading
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from suanli.service.auth import TokenCache, bearer_token, hash_token
 from suanli.service.metrics import Metrics
+from suanli.service.ratelimit import RateLimits, TokenBuckets, account_key, address_key
 
 __all__ = ["EdgeMiddleware", "TokenBuckets"]
-
-
-class TokenBuckets:
-    """A token bucket per client key: ``rate_per_s`` sustained, ``burst`` at once."""
-
-    def __init__(self, rate_per_s: float, burst: int) -> None:
-        self.rate = rate_per_s
-        self.burst = float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str, now: float | None = None) -> float:
-        """0 if a request may pass now; else the seconds to wait."""
-        t = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, t))
-            tokens = min(self.burst, tokens + (t - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, t)
-                return 0.0
-            self._buckets[key] = (tokens, t)
-            if len(self._buckets) > 50_000:
-                self._buckets.clear()
-            return (1.0 - tokens) / self.rate
 
 
 async def _problem(
@@ -56,12 +37,19 @@ async def _problem(
 
 class EdgeMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, buckets: TokenBuckets
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        max_body_bytes: int,
+        limits: RateLimits,
+        tokens: TokenCache,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
-        self.buckets = buckets
+        self.limits = limits
+        self.tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,19 +74,7 @@ class EdgeMiddleware:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
-        auth = headers.get(b"authorization", b"")
-        client = scope.get("client") or ("?", 0)
-        key = hashlib.sha1(auth).hexdigest() if auth else f"ip:{client[0]}"
-        wait_s = self.buckets.take(key)
-        if wait_s > 0:
-            await _problem(
-                send,
-                429,
-                "rate-limited",
-                "Too many requests",
-                f"rate limit of {self.buckets.rate:g} requests/s exceeded; retry in {wait_s:.2f} s",
-                {"retry-after": str(max(1, round(wait_s + 0.5)))},
-            )
+        if await self._limited(scope, headers, send):
             return
         declared = headers.get(b"content-length")
         if declared is not None:
@@ -140,6 +116,45 @@ class EdgeMiddleware:
             return message  # type: ignore[no-any-return]
 
         await self.app(scope, replay, send)
+
+    async def _limited(self, scope: Scope, headers: dict[bytes, bytes], send: Send) -> bool:
+        """Answer 429 and return True if this request is over a budget."""
+        client = scope.get("client") or ("?", 0)
+        key = address_key(str(client[0]))
+        auth = headers.get(b"authorization")
+        if auth:
+            token = bearer_token(auth.decode("latin-1"))
+            # Longer than any token we issue: never cached, so not worth hashing.
+            digest = hash_token(token) if token and len(token) <= 200 else ""
+            principal = self.tokens.get(digest)
+            if principal is not None:
+                key = account_key(principal.account_id)
+            elif not self.tokens.was_valid(digest):
+                wait_s = self.limits.auth_failures.wait_s(key)
+                if wait_s > 0:
+                    await _problem(
+                        send,
+                        429,
+                        "rate-limited",
+                        "Too many failed authentications",
+                        "too many requests with unknown tokens from this address; "
+                        f"retry in {wait_s:.0f} s",
+                        {"retry-after": str(max(1, round(wait_s + 0.5)))},
+                    )
+                    return True
+        wait_s = self.limits.requests.take(key)
+        if wait_s > 0:
+            await _problem(
+                send,
+                429,
+                "rate-limited",
+                "Too many requests",
+                f"rate limit of {self.limits.requests.rate:g} requests/s exceeded; "
+                f"retry in {wait_s:.2f} s",
+                {"retry-after": str(max(1, round(wait_s + 0.5)))},
+            )
+            return True
+        return False
 
     async def _too_large(self, send: Send) -> None:
         await _problem(

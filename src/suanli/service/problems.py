@@ -7,10 +7,13 @@ Hierarchy::
     ├── Unauthorized (401)       ├── PayloadTooLarge (413)
     ├── InsufficientFunds (402)  ├── Unprocessable (422) — field errors in ``errors``
     ├── Forbidden (403)          ├── PreconditionRequired (428)
-    ├── NotFound (404)           └── TooManyRequests (429)
+    ├── NotFound (404)           ├── TooManyRequests (429)
+    │                            └── ServiceUnavailable (503) — with ``Retry-After``
 
 The engine's and the catalogue's own errors (``InvalidInput``, ``UnknownName``,
-``InvalidTransition``) become problems here, never earlier.
+``InvalidTransition``) become problems here, never earlier. A database that cannot be
+reached or written (``db.is_unavailable``) is a 503 with ``Retry-After``, answered like
+any problem, so the client's keep-alive connection stays usable.
 """
 
 from __future__ import annotations
@@ -23,10 +26,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from suanli.engine.lifecycle import InvalidTransition
 from suanli.errors import InvalidInput
+from suanli.service.db import is_unavailable
 
 __all__ = [
     "PROBLEM_RESPONSES",
@@ -40,6 +46,7 @@ __all__ = [
     "PreconditionRequired",
     "Problem",
     "ProblemOut",
+    "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
     "Unprocessable",
@@ -123,6 +130,14 @@ class PreconditionRequired(Problem):
 
 class TooManyRequests(Problem):
     status, slug, title = 429, "rate-limited", "Too many requests"
+
+
+class ServiceUnavailable(Problem):
+    status, slug, title = 503, "unavailable", "Service unavailable"
+
+
+# Seconds a client is asked to wait when the database is down (a guess, not a promise).
+DB_RETRY_AFTER_S = 5
 
 
 def problem_response(
@@ -209,7 +224,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return problem_response(
             500,
             "internal",
@@ -218,11 +233,29 @@ def install_problem_handlers(app: FastAPI) -> None:
             instance=request.url.path,
         )
 
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        # Registered for the database's own errors so that they are answered here, in
+        # the inner exception layer: the catch-all handler re-raises after answering and
+        # the server then drops the client's connection.
+        if not is_unavailable(exc):
+            return await on_error(request, exc)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(
+            503,
+            ServiceUnavailable.slug,
+            ServiceUnavailable.title,
+            "the exchange's database is unavailable; retry later",
+            instance=request.url.path,
+            headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+        )
+
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(InvalidTransition, on_transition)
     app.add_exception_handler(InvalidInput, on_input)
+    app.add_exception_handler(DBAPIError, on_database)
+    app.add_exception_handler(PoolTimeout, on_database)
     app.add_exception_handler(Exception, on_error)
 
 
@@ -235,4 +268,5 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: _doc("the token's role may not do this"),
     422: _doc("the request is invalid; ``errors`` lists each field and why"),
     429: _doc("rate limit exceeded"),
+    503: _doc("the database is unavailable; retry after ``Retry-After`` seconds"),
 }

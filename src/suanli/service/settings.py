@@ -50,6 +50,10 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     rate_limit_per_s: float = Field(default=2000.0, gt=0)
     rate_limit_burst: int = Field(default=4000, gt=0)
+    # Failed authentications per client address (a bad or revoked token), refilled at
+    # this rate; once spent, that address's requests with unknown tokens get 429.
+    auth_failures_per_min: float = Field(default=30.0, gt=0)
+    auth_failure_burst: int = Field(default=30, gt=0)
     db_pool_size: int = Field(default=16, gt=0, le=200)
     # Site agents heartbeat this often; a site silent for the timeout is taken down and
     # its work placed again elsewhere (the timeout should be several intervals).
