@@ -25,6 +25,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
         (("--token", "t", "--backend-opt", "no-equals-sign"), "expected KEY=VALUE"),
         (("--token", "t", "--backend", "slurm", "--inventory", "x.yaml"), "for the local backend"),
         (("--token", "t", "--backend", "ray", "--backend-opt", "timeout_s=-1"), "timeout_s"),
+        (("--token", "t", "--backend", "slurm", "--unsafe-no-sandbox"), "for the local backend"),
     ],
 )
 def test_bad_agent_options_name_the_problem(
@@ -49,3 +50,16 @@ def test_a_backend_config_file_must_be_a_mapping(
         capsys, "agent", "--token", "t", "--state-dir", str(tmp_path), "--config", str(cfg)
     )
     assert code == 2 and "expected a mapping of settings" in text
+
+
+def test_an_agent_that_cannot_sandbox_work_refuses_to_start_and_says_how_to_fix_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cfg = tmp_path / "backend.yaml"
+    cfg.write_text("sandbox: {bwrap: /nonexistent/bwrap}\n")  # as if bubblewrap were missing
+    code, text = _run(
+        capsys, "agent", "--token", "t", "--state-dir", str(tmp_path), "--config", str(cfg)
+    )
+    assert code == 2, text
+    assert "cannot sandbox buyers' work" in text and "--unsafe-no-sandbox" in text
+    assert "Traceback" not in text

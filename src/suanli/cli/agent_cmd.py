@@ -8,7 +8,14 @@ It registers the pools the backend finds (NVML or ``--inventory`` for ``local``,
 ``slurm``, resources for ``ray``), heartbeats, leases the work placed on them (it only
 calls out: a site behind NAT works), runs it and reports back. Ctrl-C (or TERM) stops the
 agent and leaves Slurm and Ray work running for the next agent to pick up; with
-``--cancel-on-exit`` the work is stopped and placed again elsewhere.
+``--cancel-on-exit`` the work is stopped and placed again elsewhere. ``local`` work never
+outlives its agent: it is stopped and reported at exit, and dies with an agent that is
+killed.
+
+The ``local`` backend runs every job in a sandbox (``suanli.agent.sandbox``: bubblewrap,
+its own unprivileged user, limits); an agent that cannot set one up refuses to start and
+says how to fix it. ``--unsafe-no-sandbox`` runs buyers' work with the agent's own rights
+instead — for a single-user host only; it is logged at start and shown to the exchange.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import typer
 
 from suanli.errors import InvalidInput
 
-__all__ = ["default_state_dir", "register"]
+__all__ = ["UNSAFE_BANNER", "default_state_dir", "register"]
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +47,16 @@ def default_state_dir(site_id: str) -> Path:
     return Path(base) / "suanli" / "agents" / site_id
 
 
+UNSAFE_BANNER = (
+    "\n" + "!" * 78 + "\n"
+    "!! --unsafe-no-sandbox: buyers' work runs WITHOUT a sandbox, as this agent's own\n"
+    "!! user, and can read and change everything this user can (tokens, databases).\n"
+    "!! Use it only on a host that serves no one else; the exchange shows it to buyers.\n"
+    + "!"
+    * 78
+)
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "site"
 
@@ -47,6 +64,7 @@ def _slug(text: str) -> str:
 def _backend_config(
     backend: str, runs_dir: Path, inventory: Path | None, config: Path | None, opts: list[str]
 ) -> dict[str, Any]:
+    """The backend's settings: the config file, then ``--backend-opt``s, then flags."""
     import yaml
 
     cfg: dict[str, Any] = {"runs_dir": str(runs_dir)}
@@ -120,6 +138,14 @@ def agent(
     cancel_on_exit: Annotated[
         bool, typer.Option("--cancel-on-exit", help="Stop held work when the agent stops.")
     ] = False,
+    unsafe_no_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-no-sandbox",
+            help="local backend: run buyers' work WITHOUT a sandbox, with this agent's own "
+            "rights (single-user hosts only; shown to the exchange).",
+        ),
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="Logging level.")] = "INFO",
 ) -> None:
     """Run a site agent: register the site's pools, run the work placed on them."""
@@ -138,6 +164,11 @@ def agent(
     site_id = site or f"{_slug(socket.gethostname())}-{backend}"
     state = state_dir or default_state_dir(site_id)
     cfg = _backend_config(backend, runs_dir or state / "runs", inventory, config, backend_opt or [])
+    if unsafe_no_sandbox:
+        if backend != "local":
+            raise InvalidInput("--unsafe-no-sandbox is for the local backend")
+        cfg["sandbox"] = {**cfg.get("sandbox", {}), "enabled": False}
+        logging.getLogger("suanli.agent").warning(UNSAFE_BANNER)
     be = create_backend(default_registry(), backend, cfg)
     settings = AgentSettings(
         site_id=site_id,
@@ -160,6 +191,7 @@ def agent(
     try:
         runner.run(stop)
     finally:
-        runner.shutdown(cancel_running=cancel_on_exit)
+        # Local work dies with this process: stop it and say so while the exchange listens.
+        runner.shutdown(cancel_running=cancel_on_exit or backend == "local")
         be.close()
         client.close()
