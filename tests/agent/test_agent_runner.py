@@ -9,6 +9,7 @@ of 0.003 h (10.8 s) at a time.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -35,6 +36,8 @@ INVENTORY = "pools:\n  - {gpu: H100, count: 4, simulated: true}\n"
 SUANLI = str(Path(sys.executable).parent / "suanli")
 WAIT_S = 30.0
 HORIZON_H = 0.003
+
+pytestmark = pytest.mark.slow  # a live exchange and real processes: seconds per test
 
 
 @dataclass
@@ -144,6 +147,14 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2] not in "ZX"
+
+
+def _age_s(pid: int) -> float:
+    """How long ``pid`` has run: now less its start time in /proc (what local usage meters)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    start_ticks = int(stat[stat.rfind(")") + 2 :].split()[19])  # field 22, starttime
+    uptime_s = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _read_pid(path: Path, wait_until: Callable[..., None]) -> int:
@@ -401,7 +412,7 @@ def test_an_agent_restarted_quickly_stops_local_work_and_reports_it_preempted(
         job = live.job(TWO_ATTEMPTS, checkpoint={"every_h": 1.0, "dir": str(live.tmp / "ck")})
         wait_until(lambda: live.state(job) == "running", WAIT_S, "attempt 1 to run")
         pid = _read_pid(live.tmp / "ck" / "pid1", wait_until)
-        time.sleep(0.5)
+        wait_until(lambda: _age_s(pid) >= 0.5, WAIT_S, "attempt 1 to have run 0.5 s")
         _kill(proc)
         proc = _agent_process(live, log)  # back before the 2 s timeout
         wait_until(lambda: not _alive(pid), WAIT_S, "the restarted agent to stop attempt 1")
@@ -411,7 +422,7 @@ def test_an_agent_restarted_quickly_stops_local_work_and_reports_it_preempted(
     events = live.buyer.events(job)
     preempted = next(e for e in events if e["to_state"] == "preempted")
     assert preempted["reason"].startswith("the agent restarted; local work cannot be re-attached")
-    # Metered from the process's own start time: it ran at least the 0.5 s slept above.
+    # Metered from the process's own start time: it ran at least the 0.5 s waited for above.
     source = "local: process start (/proc) until stopped at the agent's restart"
     assert preempted["data"]["usage"]["source"] == source
     assert preempted["data"]["usage"]["gpu_seconds"] >= 0.5

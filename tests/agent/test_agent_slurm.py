@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -162,9 +161,10 @@ def test_more_gpus_than_the_cluster_has_is_refused(slurm: SlurmBackend) -> None:
         slurm.submit(WorkSpec(id="model", command="true", gpus=1, gpu_model="A800"))
 
 
-def test_unreachable_controller_is_reported_as_such(tmp_path: Path) -> None:
-    if shutil.which("scontrol") is None:
-        pytest.skip("no Slurm client installed")
+def test_unreachable_controller_is_reported_as_such(
+    tmp_path: Path, require: Callable[[str], None]
+) -> None:
+    require("slurm")
     conf = tmp_path / "slurm.conf"
     # A controller on a port where nothing listens; TCPTimeout=1 so the client gives up fast.
     conf.write_text(

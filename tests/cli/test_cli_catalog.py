@@ -104,6 +104,7 @@ def test_summary_breakdowns_add_up(capsys: pytest.CaptureFixture[str]) -> None:
         assert sum(s[breakdown].values()) == s["gpus"], breakdown
 
 
+@pytest.mark.slow  # the whole demo: ~5 s
 def test_demo_prints_the_national_summary(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "demo")
     assert code == 0

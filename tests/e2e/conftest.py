@@ -1,7 +1,7 @@
 """End to end on loopback, with real processes: the exchange (``suanli up --no-agent`` on a
 free port, SQLite), site agents (``suanli agent`` subprocesses, so they can be killed) and
-the real Slurm and Ray of the backend tests (``tests/agent/conftest.py``: started from
-``scripts/``, skipped when impossible unless ``CI=true``).
+the real Slurm and Ray of the backend tests (``slurm_cluster`` and ``ray_cluster`` of the
+root conftest: started from ``scripts/``, under its one skip policy).
 
 The exchange clears every 0.3 s; agents heartbeat every 0.5 s and a site silent for 3 s
 is taken down.
@@ -9,7 +9,6 @@ is taken down.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import signal
@@ -25,19 +24,6 @@ from typing import Any
 import pytest
 
 from suanli.sdk import ApiError, Client
-
-# The clusters and ``wait_until`` of the backend tests, shared rather than copied. (Run
-# together with tests/agent, each directory starts its own clusters.)
-_spec = importlib.util.spec_from_file_location(
-    "suanli_agent_test_fixtures", Path(__file__).resolve().parents[1] / "agent" / "conftest.py"
-)
-assert _spec is not None and _spec.loader is not None
-_agent_fixtures = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _agent_fixtures  # dataclasses look their module up there
-_spec.loader.exec_module(_agent_fixtures)
-slurm_cluster = _agent_fixtures.slurm_cluster
-ray_cluster = _agent_fixtures.ray_cluster
-wait_until = _agent_fixtures.wait_until
 
 SUANLI = str(Path(sys.executable).parent / "suanli")
 CLEAR_INTERVAL_S = 0.3

@@ -3,7 +3,11 @@ balance (the 1,000-job run is the benchmark's own, not a test)."""
 
 from __future__ import annotations
 
+import pytest
+
 from suanli.bench.agents import run_agents_bench
+
+pytestmark = pytest.mark.slow  # end to end: real `suanli` processes
 
 
 def test_bench_agents_measures_the_local_backend() -> None:

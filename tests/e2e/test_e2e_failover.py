@@ -15,6 +15,10 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: real `suanli` processes
+
 SURVIVOR_SOURCES = {
     "slurm": "slurm controller (scontrol), whole seconds",
     "ray": "ray job record (submission to end, ms)",

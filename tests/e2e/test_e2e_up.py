@@ -13,7 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from suanli.sdk import ApiError, Client
+
+pytestmark = pytest.mark.slow  # end to end: real `suanli` processes
 
 SUANLI = str(Path(sys.executable).parent / "suanli")
 

@@ -1,5 +1,5 @@
-"""Fixtures for the exchange service: an app on SQLite (always) or PostgreSQL (when the
-server at 127.0.0.1:5432 answers), driven in-process with a manual clock.
+"""Fixtures for the exchange service: an app on SQLite (always) or PostgreSQL (the server
+at 127.0.0.1:5432; ``require("postgresql")``), driven in-process with a manual clock.
 
 ``exchange`` is a :class:`Harness`: the test client plus helpers to make tenants, a
 small market (hand-made sites at real cluster coordinates), clear rounds and play agents.
@@ -8,7 +8,6 @@ Each PostgreSQL test gets a fresh database cloned from a migrated template.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,31 +23,6 @@ from suanli.service.clearing import RoundSummary, run_round
 from suanli.service.clock import ManualClock
 from suanli.service.runtime import Runtime
 from suanli.service.settings import ServiceSettings
-
-PG_ADMIN_URLS = (
-    "postgresql://postgres@127.0.0.1:5432/test",
-    "postgresql://root@127.0.0.1:5432/test",
-)
-
-
-def _pg_admin_url() -> str | None:
-    env = os.environ.get("SUANLI_TEST_PG_URL")
-    candidates = (env,) if env else PG_ADMIN_URLS
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover
-        return None
-    for url in candidates:
-        try:
-            with psycopg.connect(url, connect_timeout=2, autocommit=True) as conn:
-                conn.execute("SELECT 1")
-            return url
-        except psycopg.Error:
-            continue
-    return None
-
-
-PG_ADMIN = _pg_admin_url()
 
 
 class PgDatabases:
@@ -89,10 +63,9 @@ class PgDatabases:
 
 
 @pytest.fixture(scope="session")
-def pg() -> Iterator[PgDatabases]:
-    if PG_ADMIN is None:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432 (trust auth, database test)")
-    dbs = PgDatabases(PG_ADMIN)
+def pg(pg_admin: str) -> Iterator[PgDatabases]:
+    """Throwaway databases on the test server (``require("postgresql")`` via ``pg_admin``)."""
+    dbs = PgDatabases(pg_admin)
     yield dbs
     dbs.drop_all()
 
@@ -235,7 +208,7 @@ def make_harness(db_url: str, tmp: Path, **settings: Any) -> Iterator[Harness]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def exchange(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
-    """The harness on SQLite and on PostgreSQL (skipped without a server)."""
+    """The harness on SQLite and on PostgreSQL (``require("postgresql")``)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'exchange.db'}"
     else:

@@ -42,10 +42,12 @@ def _fuzz(x: Any, examples: int) -> list[tuple[str, str, int, str]]:
     return failures
 
 
+@pytest.mark.slow  # fuzzing: ~10 s
 def test_no_5xx_on_sqlite(sqlite_exchange: Any) -> None:
     assert _fuzz(sqlite_exchange, EXAMPLES_PER_OPERATION) == []
 
 
+@pytest.mark.slow
 def test_no_5xx_on_postgresql(pg: Any, make_exchange: Any) -> None:
     assert _fuzz(make_exchange(pg.fresh()), 3) == []
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny and hand-checked scenarios under tests/sim/data."""
+"""Shared fixtures: the tiny and hand-checked scenarios under tests/sim/data (the public
+traces are the root conftest's ``shared_traces``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import pytest
 from suanli.sim.scenario import Scenario, load_scenario
 
 DATA = Path(__file__).parent / "data"
-SHARED_TRACES = Path(__file__).resolve().parents[3] / "shared" / "traces"
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +25,3 @@ def tiny() -> Scenario:
 @pytest.fixture(scope="session")
 def hand() -> Scenario:
     return load_scenario(str(DATA / "hand.toml"))
-
-
-@pytest.fixture(scope="session")
-def shared_traces() -> Path:
-    """The public traces next to the project (``../shared/traces``); skips when absent."""
-    if not SHARED_TRACES.is_dir():
-        pytest.skip("../shared/traces is not present")
-    return SHARED_TRACES
