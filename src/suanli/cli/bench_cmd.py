@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -236,3 +236,88 @@ def agents(
     )
     for note in result["notes"]:
         console.print(f"  {note}")
+
+
+@bench_app.command("chaos")
+def chaos(
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Jobs of 1–8 GPUs to run.")] = 200,
+    kills: Annotated[int, typer.Option("--kills", min=0, help="kill -9s to carry out.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the jobs and the kills.")] = 1,
+    gpus_per_site: Annotated[
+        int, typer.Option("--gpus-per-site", min=8, max=64, help="Simulated GPUs per site.")
+    ] = 16,
+    timeout_s: Annotated[
+        float | None, typer.Option("--timeout", min=10.0, help="Seconds before giving up.")
+    ] = None,
+    agent_opt: Annotated[
+        list[str] | None, typer.Option("--agent-opt", help="Extra `suanli agent` argument.")
+    ] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option("--work-dir", help="A new folder to keep logs and journals in.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Kill -9 the exchange and site agents while work runs; count what was lost or
+    billed twice, check the ledger, look for processes left running."""
+    from suanli.bench.chaos import ChaosSettings, run_chaos
+
+    result = run_chaos(
+        ChaosSettings(
+            jobs=jobs,
+            kills=kills,
+            seed=seed,
+            gpus_per_site=gpus_per_site,
+            timeout_s=timeout_s,
+            agent_opts=tuple(agent_opt or ()),
+            work_dir=work_dir,
+        )
+    )
+    if as_json:
+        print_json(result)
+    else:
+        _print_chaos(result)
+    bad = result["lost"] or result["double_billed"] or result["orphans"]
+    if bad or not result["ledger_balanced"]:
+        raise typer.Exit(1)
+
+
+def _listed(items: list[Any]) -> str:
+    return str(len(items)) + (f" ({'; '.join(map(str, items[:3]))})" if items else "")
+
+
+def _print_chaos(r: dict[str, Any]) -> None:
+    reasons = "".join(f"\n  {n} × {why}" for why, n in r["failed_reasons"].items())
+    rows = [
+        ("jobs (N)", r["jobs"]),
+        (
+            "kills (K)",
+            f"{r['kills_done']}: {r['exchange_kills']} exchange, {r['agent_kills']} agent",
+        ),
+        ("succeeded exactly once", r["succeeded"]),
+        ("failed, with a reason", f"{r['failed']}{reasons}"),
+        ("ended otherwise than written", _listed(r["unexpected"])),
+        ("lost", _listed(r["lost"])),
+        ("double-billed", _listed(r["double_billed"])),
+        ("ledger balanced", "yes" if r["ledger_balanced"] else _listed(r["ledger_notes"])),
+        (
+            "orphans",
+            f"{r['orphans']} ({r['orphan_job_processes']} job processes, "
+            f"daemons: {', '.join(r['orphan_daemons']) or 'none'})",
+        ),
+        ("job processes outliving a killed agent", r["outlived_agent"]),
+        ("preemptions", r["preemptions"]),
+        ("resumed from a checkpoint", r["resumed"]),
+        ("wall s", r["wall_s"]),
+    ]
+    print_table(
+        [{"figure": k, "value": v} for k, v in rows],
+        ["figure", "value"],
+        title=f"Chaos: {r['jobs']} jobs on two local sites, seed {r['settings']['seed']}",
+    )
+    for k in r["kills"]:
+        outlived = (
+            f", {k['outlived_agent']} of its {k['job_processes']} job processes outlived it"
+            if "job_processes" in k
+            else ""
+        )
+        console.print(f"  kill at {k['at_s']} s: {k['target']}, down {k['down_s']} s{outlived}")
