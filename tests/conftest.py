@@ -2,16 +2,17 @@
 clusters, and waiting on conditions.
 
 **One skip policy.** A test or fixture that needs something outside the venv — PostgreSQL,
-Slurm, Ray, bubblewrap, the public traces — asks for it with ``require("<resource>")``
-(the ``require`` fixture) or declares it with ``@pytest.mark.requires("<resource>")``.
-Missing, it skips with the reason; under CI (``CI=true``) it fails instead, so CI never
-passes by skipping. Fixtures start services; they never install anything: that is
-``scripts/ci-install.sh`` (which ``.ci/run`` calls). A new resource is one entry in
-``PROBES``: its name and a function that says why it is missing, or ``None``.
+Slurm, Ray, bubblewrap, the public traces, a mount namespace, ``chattr`` — asks for it with
+``require("<resource>")`` (the ``require`` fixture) or declares it with
+``@pytest.mark.requires("<resource>")``. Missing, it skips with the reason; under CI
+(``CI=true``) it fails instead, so CI never passes by skipping. Fixtures start services;
+they never install anything: that is ``scripts/ci-install.sh`` (which ``.ci/run`` calls).
+A new resource is one entry in ``PROBES``: its name and a function that says why it is
+missing, or ``None``.
 
 **Tiers.** ``cluster`` marks tests that use a real cluster (added here to every test that
-uses ``slurm_cluster`` or ``ray_cluster``); ``slow`` marks the long tiers (end to end, long
-simulations). ``make test`` runs everything, ``make test-fast`` ``-m "not slow and not
+uses ``slurm_cluster`` or ``ray_cluster``); ``slow`` marks the long tiers (end to end, live
+exchanges, fuzzing). ``make test`` runs everything, ``make test-fast`` ``-m "not slow and not
 cluster"``.
 
 **Clusters.** ``slurm_cluster``: munge + slurmctld + slurmd on loopback with 8 fake GPUs as
@@ -115,6 +116,22 @@ def _bwrap() -> str | None:
     return None
 
 
+@functools.cache
+def _unshare() -> str | None:
+    if shutil.which("unshare") is None:
+        return "no `unshare` (util-linux)"
+    done = subprocess.run(["unshare", "-m", "true"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return f"`unshare -m` needs root in a Linux mount namespace: {done.stderr.strip()}"
+    return None
+
+
+def _chattr() -> str | None:
+    if shutil.which("chattr") is None:
+        return "no `chattr` (e2fsprogs) to make a folder immutable"
+    return None
+
+
 def _traces() -> str | None:
     d = traces_dir()
     if not d.is_dir():
@@ -129,6 +146,8 @@ PROBES: dict[str, Callable[[], str | None]] = {
     "ray": _ray,
     "bwrap": _bwrap,
     "traces": _traces,
+    "unshare": _unshare,  # a private mount namespace (to mount a small tmpfs)
+    "chattr": _chattr,  # an immutable folder: the only unwritable one for root
 }
 
 
