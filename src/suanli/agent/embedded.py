@@ -2,8 +2,9 @@
 
 It serves one site (``local``) with the ``local`` backend: the host's GPUs from NVML, or,
 without them, the inventory file in the data directory — written on first start with a
-few simulated GPUs (jobs get ``CUDA_VISIBLE_DEVICES`` indices but no device). It talks
-to the exchange over HTTP like any other agent, from a daemon thread.
+few simulated GPUs (jobs get ``CUDA_VISIBLE_DEVICES`` indices but no device). Buyers'
+work runs in the backend's sandbox (``sandbox``), never with the exchange's rights. It
+talks to the exchange over HTTP like any other agent, from a daemon thread.
 """
 
 from __future__ import annotations
@@ -66,13 +67,21 @@ def start_embedded_agent(
     gpus: int = DEFAULT_GPUS,
     gpu_model: str = DEFAULT_GPU_MODEL,
     poll_interval_s: float = 0.5,
+    sandbox: bool = True,
 ) -> EmbeddedAgent:
-    """Start the local agent's thread (it registers once the exchange answers)."""
+    """Start the local agent's thread (it registers once the exchange answers).
+    ``SandboxUnavailable`` when work cannot be sandboxed here (and ``sandbox`` is on)."""
     inventory = state_dir / "inventory.yaml"
     if not inventory.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         inventory.write_text(default_inventory(gpus, gpu_model), encoding="utf-8")
-    backend = local_backend({"runs_dir": str(state_dir / "runs"), "inventory": str(inventory)})
+    backend = local_backend(
+        {
+            "runs_dir": str(state_dir / "runs"),
+            "inventory": str(inventory),
+            "sandbox": {"enabled": sandbox},
+        }
+    )
     client = Client(url, token, retries=1, timeout_s=30.0)
     runner = AgentRunner(
         backend,

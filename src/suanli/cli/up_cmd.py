@@ -70,6 +70,22 @@ def up(
     local_city: Annotated[
         str, typer.Option("--local-city", help="Catalogue city where the local site stands.")
     ] = "Shanghai",
+    open_local_site: Annotated[
+        bool,
+        typer.Option(
+            "--open-local-site",
+            help="Let every buyer's work run on this machine's local site (sandboxed); by "
+            "default it takes only the operator's own tenant's work.",
+        ),
+    ] = False,
+    unsafe_no_sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--unsafe-no-sandbox",
+            help="Run the local site's work WITHOUT a sandbox, with the exchange's own "
+            "rights (single-user machines only; shown to buyers).",
+        ),
+    ] = False,
 ) -> None:
     """Start the exchange: HTTP API, clearing loop, ledger, a local site agent. Ctrl-C
     stops it."""
@@ -150,22 +166,32 @@ def up(
 
     def start_agent() -> None:
         from suanli.agent.embedded import start_embedded_agent
-        from suanli.service.local_site import local_agent_token
+        from suanli.agent.sandbox import SandboxUnavailable
+        from suanli.cli.agent_cmd import UNSAFE_BANNER
+        from suanli.service.local_site import prepare_local_site
 
         # ASSUMPTION: in the demo the local site asks more than the demo buyers bid
         # (lognormal around 11 yuan), so their simulated work stays on the simulated fleet.
         reserve = local_reserve if local_reserve is not None else (40.0 if demo else 5.0)
-        emb = start_embedded_agent(
-            url,
-            local_agent_token(rt),
-            settings.data_dir / "agent",
-            city=local_city,
-            reserve_cny_per_gpu_hour=reserve,
-        )
+        if unsafe_no_sandbox:
+            console.print(f"[bold red]{UNSAFE_BANNER}[/]", highlight=False)
+        try:
+            emb = start_embedded_agent(
+                url,
+                prepare_local_site(rt, local_city, open_to_all=open_local_site),
+                settings.data_dir / "agent",
+                city=local_city,
+                reserve_cny_per_gpu_hour=reserve,
+                sandbox=not unsafe_no_sandbox,
+            )
+        except SandboxUnavailable as exc:
+            console.print(f"[bold red]local site agent NOT started:[/] {exc}", highlight=False)
+            return
         local.append(emb)
+        who = "every buyer" if open_local_site else "the operator's own tenant only"
         console.print(
             f"local site agent: site `local` in {local_city}, pools offered at {reserve:g} "
-            f"yuan/GPU-h; GPUs from NVML or {emb.inventory}",
+            f"yuan/GPU-h to {who}; GPUs from NVML or {emb.inventory}",
             highlight=False,
         )
 

@@ -19,7 +19,8 @@ class Site:
     ``hub_id``/``cluster_id`` are None for sites outside the national hubs.
     ``wan_gbps`` is the site's WAN bandwidth for moving job data in.
     ``capex_cny_per_gpu_hour`` is the amortized capital cost of one of its GPUs, used by
-    reports to show distressed sites.
+    reports to show distressed sites. ``private_to``: a site that takes work only from
+    this one buyer (None: from any).
     """
 
     id: SiteId
@@ -35,6 +36,7 @@ class Site:
     power_price_cny_per_kwh: float
     wan_gbps: float
     operator: str
+    private_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,20 @@ class PoolArrays:
     site_lon: F64
     site_province: list[str]
     site_hub: list[str | None]
+    private_to: list[str | None]  # per pool: the only buyer its site takes work from
+
+    def private_codes(self, buyers: list[str]) -> tuple[I64, I64] | None:
+        """Integer codes for the private-site test, or None when no pool is private:
+        (per pool: −1 for an open pool, else its buyer's code; per ``buyers`` entry: its
+        code, −2 for a buyer no pool is private to). A pair passes when the pool's code is
+        −1 or equals the buyer's."""
+        owners = sorted({b for b in self.private_to if b is not None})
+        if not owners:
+            return None
+        at = {b: i for i, b in enumerate(owners)}
+        pool_code = np.array([-1 if b is None else at[b] for b in self.private_to], np.int64)
+        buyer_code = np.array([at.get(b, -2) for b in buyers], dtype=np.int64)
+        return pool_code, buyer_code
 
 
 def pool_arrays(snapshot: MarketSnapshot, ctx: MarketContext) -> PoolArrays:
@@ -78,6 +92,7 @@ def pool_arrays(snapshot: MarketSnapshot, ctx: MarketContext) -> PoolArrays:
         site_lon=np.array([s.lon for s in sites], dtype=np.float64),
         site_province=[s.province for s in sites],
         site_hub=[s.hub_id for s in sites],
+        private_to=[snapshot.sites[p.site_id].private_to for p in pools],
     )
 
 

@@ -41,6 +41,7 @@ class ReasonCode(StrEnum):
     PRICE = "price"
     CAPACITY = "capacity"
     LOCALITY = "locality"
+    PRIVATE = "private"
     NO_POOLS = "no-pools"
 
 

@@ -7,7 +7,8 @@ coverage s where a program covers the pair):
 - filters, in this order (a pool's first failing filter is its reason):
   gpu allowed → memory ≥ need → gang n ≤ pool size → multi-node (n > GPUs per node)
   only on a high-bandwidth fabric → deadline: W / (n f) + data_gb · 8 / (wan_gbps · 3600)
-  ≤ deadline_h;
+  ≤ deadline_h → (locality, for the status-quo policy) → private: a site private to one
+  buyer takes only that buyer's work;
 - surplus per GPU-hour: u = f · b / (1 − s) / (1 + φ) − r. The price test is u > 0;
 - candidates: pools passing every filter with u > 0 and n free GPUs now, the best
   ``rules.candidate_pools`` by u.
@@ -29,22 +30,15 @@ from suanli.market.arrays import PoolArrays, VoucherArrays
 from suanli.market.context import MarketContext
 from suanli.market.snapshot import MarketSnapshot
 
-__all__ = ["FILTER_STAGES", "ORDERS", "JobCandidates", "job_candidates"]
+__all__ = ["FILTER_STAGES", "HARD_STAGES", "ORDERS", "JobCandidates", "job_candidates"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 # Filter stages in order; ``stage_fail[j, k]`` counts pools whose first failure is stage k.
-FILTER_STAGES = (
-    "gpu-not-allowed",
-    "memory",
-    "gang",
-    "fabric",
-    "deadline",
-    "locality",
-    "price",
-    "capacity",
-)
+HARD_STAGES = ("gpu-not-allowed", "memory", "gang", "fabric", "deadline", "locality", "private")
+FILTER_STAGES = (*HARD_STAGES, "price", "capacity")
+_PRICE, _CAPACITY = FILTER_STAGES.index("price"), FILTER_STAGES.index("capacity")
 # How candidates are ranked: by surplus (the exchange), by the buyer's cost per reference
 # GPU-hour (a price-taking broker), or by RTT from the job's origin city (price-blind).
 ORDERS = ("surplus", "cheapest", "nearest")
@@ -117,6 +111,7 @@ def job_candidates(
     for i, j in enumerate(jobs):
         if j.allowed_gpus is not None:
             allowed[i, :n_gpu_models] = [g in j.allowed_gpus for g in pools.gpu_names]
+    private = pools.private_codes([j.buyer for j in jobs])
     n_programs = len(vouchers.programs)
     buyer_ok = np.zeros((n_programs, len(jobs)), dtype=np.bool_)
     for v, prog in enumerate(vouchers.programs):
@@ -175,14 +170,19 @@ def job_candidates(
             ok_local = (site_prov[None, :] == hp) | ((site_hub[None, :] == hh) & (hh != None))  # noqa: E711
         else:
             ok_local = np.ones_like(ok_gpu)
-        stages = (ok_gpu, ok_mem, ok_gang, ok_fabric, ok_deadline, ok_local)
-        for k, mask in enumerate(stages):
-            stage_fail[lo:hi, k] = np.count_nonzero(alive & ~mask, axis=1)
-            alive &= mask
-            if k == 3:
+        if private is None:
+            ok_private = np.ones_like(ok_gpu)
+        else:
+            owner, buyer = private[0][None, :], private[1][lo:hi, None]
+            ok_private = (owner == -1) | (owner == buyer)
+        stages = (ok_gpu, ok_mem, ok_gang, ok_fabric, ok_deadline, ok_local, ok_private)
+        for k, (stage, mask) in enumerate(zip(HARD_STAGES, stages, strict=True)):
+            if stage == "deadline":
                 # Among the pools the deadline is about to reject (the others meet it).
                 late = alive & ~ok_deadline
                 fastest[lo:hi] = np.min(np.where(late, finish_h, np.inf), axis=1, initial=np.inf)
+            stage_fail[lo:hi, k] = np.count_nonzero(alive & ~mask, axis=1)
+            alive &= mask
         hard = alive
         net = (1.0 + fee) * pools.reserve[None, :] / pools.speed[None, :] * (1.0 - s)
         net_hard = np.where(hard, net, np.inf)
@@ -190,10 +190,10 @@ def job_candidates(
             cheapest_pool[lo:hi] = np.argmin(net_hard, axis=1)
             cheapest[lo:hi] = net_hard[np.arange(hi - lo), cheapest_pool[lo:hi]]
         cheapest_pool[lo:hi] = np.where(np.isfinite(cheapest[lo:hi]), cheapest_pool[lo:hi], -1)
-        stage_fail[lo:hi, 6] = np.count_nonzero(hard & ~ok_price, axis=1)
+        stage_fail[lo:hi, _PRICE] = np.count_nonzero(hard & ~ok_price, axis=1)
         priced = hard & ok_price
         max_free_ok[lo:hi] = np.max(np.where(priced, pools.free[None, :], -1), axis=1, initial=-1)
-        stage_fail[lo:hi, 7] = np.count_nonzero(priced & ~ok_free, axis=1)
+        stage_fail[lo:hi, _CAPACITY] = np.count_nonzero(priced & ~ok_free, axis=1)
         cand = priced & ok_free
 
         if order == "surplus":

@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from suanli.market.decision import Reason, ReasonCode
-from suanli.market.job_candidates import FILTER_STAGES
-from suanli.market.service_candidates import SERVICE_STAGES
+from suanli.market.job_candidates import FILTER_STAGES, HARD_STAGES
+from suanli.market.service_candidates import SERVICE_HARD_STAGES, SERVICE_STAGES
 
 if TYPE_CHECKING:
     from suanli.market.arrays import PoolArrays
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["job_reasons", "service_reasons"]
 
 _EPS_RPS = 1e-6
+
+
+def _private(pools: int) -> Reason:
+    return _r(ReasonCode.PRIVATE, "the site takes work only from its own tenant", pools)
 
 
 def job_reasons(
@@ -67,7 +71,9 @@ def job_reasons(
         out.append(
             _r(ReasonCode.LOCALITY, f"outside {jc.home_province[j]} and its hub", fails["locality"])
         )
-    hard_left = len(pools.ids) - sum(fails[s] for s in FILTER_STAGES[:6])
+    if fails["private"]:
+        out.append(_private(fails["private"]))
+    hard_left = len(pools.ids) - sum(fails[s] for s in HARD_STAGES)
     if hard_left <= 0:
         return tuple(out)
     cheapest = float(jc.cheapest_net_cny_per_ref_h[j])
@@ -209,7 +215,9 @@ def service_reasons(
                     fails["locality"],
                 )
             )
-        hard = len(pools.ids) - sum(item.stage_fail[:4])
+        if fails["private"]:
+            rs.append(_private(fails["private"]))
+        hard = len(pools.ids) - sum(fails[s] for s in SERVICE_HARD_STAGES)
         # inf when no feasible pool has room for one more replica: then it is capacity.
         replica_cost = _cheapest_replica_cost(walk, i) if hard > 0 else math.inf
         if hard > 0 and fails["price"] == hard:

@@ -5,7 +5,8 @@ a replica of k needs g_kp GPUs (the performance model's tensor-parallel degree) 
 cap_kp requests/s within TPOT, with a predicted TTFT t_kp (prefill at its operating point).
 
 - filters, in order: replica fits the GPU and meets TPOT (cap_kp > 0) → GPU allowed →
-  latency: RTT(c, site(p)) + t_kp ≤ TTFT_k → (locality, for the status-quo policy);
+  latency: RTT(c, site(p)) + t_kp ≤ TTFT_k → (locality, for the status-quo policy) →
+  private: a site private to one buyer takes only that buyer's work;
 - value per request/s-hour: val_k = bid_k · output_tokens_k · 3600 / 10⁶ (yuan);
 - surplus per GPU-hour on p: u = val_k · cap_kp / g_kp / (1 + φ) − r_p; price test u > 0;
 - size of the item on p in GPUs: d_kc · g_kp / cap_kp (fractional; replicas are made
@@ -24,12 +25,13 @@ from suanli.market.context import MarketContext
 from suanli.market.sizing import ReplicaSpec, replica_spec
 from suanli.market.snapshot import InferenceService, MarketSnapshot
 
-__all__ = ["SERVICE_STAGES", "ServiceCandidates", "service_candidates"]
+__all__ = ["SERVICE_HARD_STAGES", "SERVICE_STAGES", "ServiceCandidates", "service_candidates"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-SERVICE_STAGES = ("tpot", "gpu-not-allowed", "latency", "locality", "price", "capacity")
+SERVICE_HARD_STAGES = ("tpot", "gpu-not-allowed", "latency", "locality", "private")
+SERVICE_STAGES = (*SERVICE_HARD_STAGES, "price", "capacity")
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ def service_candidates(
         k: [] for k in ("item", "pool", "u", "size", "rank", "g", "cap", "rtt", "ttft")
     }
     specs: dict[tuple[int, int], ReplicaSpec] = {}
+    private = pools.private_codes([s.buyer for s in snapshot.services])
     for k, svc in enumerate(snapshot.services):
         g_of_model, cap_of_model, ttft_of_model = _sizing(svc, k, ctx, pools, specs)
         g = g_of_model[pools.gpu_index] if n_pools else np.zeros(0)
@@ -102,6 +105,10 @@ def service_candidates(
             if svc.allowed_gpus is not None
             else np.ones(n_pools, dtype=np.bool_)
         )
+        if private is None:
+            ok_private = np.ones(n_pools, dtype=np.bool_)
+        else:
+            ok_private = (private[0] == -1) | (private[0] == private[1][k])
         value = svc.bid_cny_per_m_output_tokens * svc.output_tokens * 3600.0 / 1e6
         with np.errstate(divide="ignore", invalid="ignore"):
             u = np.where(ok_perf, value * cap / np.maximum(g, 1) / (1.0 + fee), 0.0) - pools.reserve
@@ -126,14 +133,15 @@ def service_candidates(
             fails = []
             alive = np.ones(n_pools, dtype=np.bool_)
             best_latency = None
-            for stage, mask in enumerate((ok_perf, ok_gpu, ok_lat, ok_local, ok_price, ok_free)):
+            masks = (ok_perf, ok_gpu, ok_lat, ok_local, ok_private, ok_price, ok_free)
+            for stage, mask in zip(SERVICE_STAGES, masks, strict=True):
                 fails.append(int(np.count_nonzero(alive & ~mask)))
-                if stage == 2 and np.any(late := alive & ~mask):
+                if stage == "latency" and np.any(late := alive & ~mask):
                     # Closest to the SLO among the pools it rejects (the others meet it).
                     idx = int(np.argmin(np.where(late, rtt + ttft, np.inf)))
                     best_latency = (float(rtt[idx]), float(ttft[idx]), pools.ids[idx])
                 alive &= mask
-                if stage == 3:
+                if stage == SERVICE_HARD_STAGES[-1]:
                     hard = alive.copy()
             cheapest_idx = int(np.argmin(np.where(hard, cost_per_rps, np.inf))) if n_pools else -1
             cheapest_ok = n_pools > 0 and bool(hard[cheapest_idx])

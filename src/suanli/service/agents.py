@@ -36,7 +36,7 @@ from suanli.service.settlement import settle_allocation
 from suanli.service.tables import AllocationRow, JobRow, Offer, PoolRow, SiteRow, new_id
 from suanli.service.work_ops import preempt_job, set_site_up
 
-__all__ = ["register_agent"]
+__all__ = ["create_site", "register_agent"]
 
 
 def register_agent(
@@ -52,7 +52,14 @@ def register_agent(
     notes: list[str] = []
     site = session.get(SiteRow, body.site_id, with_for_update=True)
     if site is None:
-        site = _create_site(session, body, who, now, catalog)
+        if body.city is None:
+            raise Unprocessable(
+                f"there is no site {body.site_id!r}: give city (a catalogue city) to create it",
+                errors=[FieldError(field="body.city", reason="required for a new site")],
+            )
+        site = create_site(
+            session, body.site_id, body.site_name or body.site_id, body.city, who, now, catalog
+        )
         notes.append(f"site {site.id} created in {site.city}, {site.province}")
     elif not who.is_operator and site.tenant_id != who.tenant_id:
         raise NotFound(f"no site {body.site_id!r} of yours")
@@ -114,24 +121,26 @@ def register_agent(
     )
 
 
-def _create_site(
-    session: Session, body: AgentRegister, who: Principal, now: datetime, catalog: Catalog
+def create_site(
+    session: Session,
+    site_id: str,
+    name: str,
+    city_name: str,
+    who: Principal,
+    now: datetime,
+    catalog: Catalog,
 ) -> SiteRow:
-    if body.city is None:
-        raise Unprocessable(
-            f"there is no site {body.site_id!r}: give city (a catalogue city) to create it",
-            errors=[FieldError(field="body.city", reason="required for a new site")],
-        )
+    """A new site of ``who``'s tenant in catalogue city ``city_name`` (422 if unknown)."""
     try:
-        where = city(catalog, body.city)
+        where = city(catalog, city_name)
     except UnknownName as exc:
         raise Unprocessable(
             str(exc), errors=[FieldError(field="body.city", reason=str(exc))]
         ) from None
     site = SiteRow(
-        id=body.site_id,
+        id=site_id,
         tenant_id=who.tenant_id,
-        name=body.site_name or body.site_id,
+        name=name,
         province=where.province,
         city=where.name,
         region=where.region.value,

@@ -57,6 +57,7 @@ def site_value(row: SiteRow) -> Site:
         power_price_cny_per_kwh=row.power_price_cny_per_kwh,
         wan_gbps=row.wan_gbps,
         operator=row.tenant_id,
+        private_to=row.private_tenant_id,
     )
 
 
