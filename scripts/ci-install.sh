@@ -19,8 +19,12 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 debs_missing() { local p; for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done; }
 
+need_root() {
+  [ "$(id -u)" = 0 ] || { echo "ci-install: installing $* needs root (apt-get)" >&2; exit 1; }
+}
+
 apt_install() {
-  [ "$(id -u)" = 0 ] || { echo "ci-install: apt-get needs root to install: $*" >&2; return 1; }
+  need_root "$@"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -q --no-install-recommends "$@" >/dev/null
@@ -33,6 +37,7 @@ fi
 
 missing=$(debs_missing munge slurmctld slurmd slurm-client | xargs)
 if [ -n "$missing" ]; then
+  need_root "$missing"
   echo "ci-install: Slurm: installing $missing"
   bash "$ROOT/scripts/slurm-local.sh" install
 fi
