@@ -1,7 +1,11 @@
 """The clearing loop: every N seconds, one round — run by exactly one process.
 
 Before each round the leader sweeps sites whose agents went silent (``agents``): their
-work is preempted then, so the same round places it again elsewhere.
+work is preempted then, so the same round places it again elsewhere. Silence is only
+judged once this process has led for a whole heartbeat timeout: while no exchange was
+listening (it was down, or restarting), agents could not be heard, and an agent that
+calls within one timeout of the exchange's return keeps its site and its work. A site
+whose agent is really gone is thus taken down at most two timeouts after its last call.
 
 Leadership: on PostgreSQL a session-level ``pg_try_advisory_lock`` held on a dedicated
 connection (released by the server if the process dies); on SQLite an exclusive
@@ -15,6 +19,7 @@ import fcntl
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -139,6 +144,7 @@ class ClearingLoop:
         self.lock = lock or leader_lock_for(rt.db)
         self.on_round = on_round
         self.is_leader = False
+        self._leading_since: datetime | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -152,25 +158,39 @@ class ClearingLoop:
             self._thread.join(timeout_s)
         self.lock.release()
         self.is_leader = False
+        self._leading_since = None
 
     def _sweep(self) -> None:
         rt = self.rt
         timeout_s = rt.settings.agent_heartbeat_timeout_s
-        down = rt.db.transact(lambda s: sweep_silent_sites(s, rt.clock.now(), timeout_s))
+        now = rt.clock.now()
+        if (now - (self._leading_since or now)).total_seconds() < timeout_s:
+            return  # agents had no exchange to call: their silence is not theirs yet
+        down = rt.db.transact(lambda s: sweep_silent_sites(s, now, timeout_s))
         for site_id in down:
             log.warning(
                 "site %s taken down: its agent missed heartbeats for %g s", site_id, timeout_s
             )
 
+    def tick(self) -> RoundSummary | None:
+        """One turn of the loop: as the leader, sweep silent sites and clear a round;
+        None when another process leads."""
+        was_leader, self.is_leader = self.is_leader, self.lock.acquire()
+        if not self.is_leader:
+            self._leading_since = None
+            return None
+        if not was_leader:
+            self._leading_since = self.rt.clock.now()
+        self._sweep()
+        summary = run_round(self.rt)
+        if self.on_round is not None:
+            self.on_round(summary)
+        return summary
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.is_leader = self.lock.acquire()
-                if self.is_leader:
-                    self._sweep()
-                    summary = run_round(self.rt)
-                    if self.on_round is not None:
-                        self.on_round(summary)
+                self.tick()
             except Exception:
                 # A failed round rolled back whole; the next one starts from the rows.
                 log.exception("clearing round failed")
