@@ -314,6 +314,7 @@ def test_job_spec_reaches_the_lease_and_backend_usage_is_kept(sqlite_exchange: A
     )
     assert (lease["checkpoint_every_h"], lease["stop_grace_s"]) == (0.5, 30.0)
     _report(x, a, lease, "running", backend_job_id="4242")
+    x.clock.advance(hours_=1.0)  # 8 GPUs × 1 h: the 8 GPU-hours reported below
     usage = {"gpu_seconds": 28_800.0, "gpus": 8, "source": "slurm controller", "ended_at_s": 9.0}
     done = _report(
         x, a, lease, "failed", exit_code=3, gpu_hours=8.0, usage=usage, log_tail="boom\n"

@@ -72,10 +72,11 @@ def test_reported_gpu_hours_are_billed_and_capped_at_the_plan(exchange: Any) -> 
     x.clear()
     for j in (a, b):
         x.report(seller, j["id"], "running")
+    x.clock.advance(hours_=3.0)  # 8 GPUs × 3 h = 24 GPU-hours could have passed
     # 4 GPU-hours of 16 planned → a quarter: 4,000 + 80 fen.
     x.report(seller, a["id"], "failed", exit_code=137, gpu_hours=4.0)
-    # 100 GPU-hours reported, 16 planned: billed as planned, never more.
-    x.report(seller, b["id"], "succeeded", exit_code=0, gpu_hours=100.0)
+    # 20 GPU-hours reported (of the 24 that passed), 16 planned: billed as planned.
+    x.report(seller, b["id"], "succeeded", exit_code=0, gpu_hours=20.0)
     failed = x.get(f"/v1/jobs/{a['id']}", buyer).json()
     assert failed["state"] == "failed" and failed["reason"].endswith("(exit code 137)")
     assert x.wallet(buyer)["wallet_fen"] == 100_000 - 4_080 - HELD_FEN

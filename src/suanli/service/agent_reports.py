@@ -21,7 +21,7 @@ from suanli.service.events import record_event
 from suanli.service.problems import NotFound, Unprocessable
 from suanli.service.schemas.agent import ReportIn
 from suanli.service.schemas.work import JobOut, PlacementOut
-from suanli.service.settlement import settle_allocation
+from suanli.service.settlement import reported_hours, settle_allocation
 from suanli.service.tables import AllocationRow, JobRow, PoolRow
 from suanli.service.work_ops import apply_job_report
 
@@ -105,8 +105,8 @@ def _apply_replica_report(
     else:
         started = alloc.started_at or alloc.placed_at
         delivered_h = (
-            report.gpu_hours / alloc.gpus
-            if report.gpu_hours is not None and alloc.gpus
+            reported_hours(alloc, report.gpu_hours, now, state=report.state, actor=actor)
+            if report.gpu_hours is not None
             else (now - started).total_seconds() / 3600.0
         )
         usage = settle_allocation(session, alloc, now, delivered_h, exit_code=report.exit_code)

@@ -18,7 +18,7 @@ from suanli.service.auth import Principal
 from suanli.service.events import record_event
 from suanli.service.problems import Conflict, NotFound
 from suanli.service.schemas.agent import ReportIn
-from suanli.service.settlement import settle_allocation
+from suanli.service.settlement import reported_hours, settle_allocation
 from suanli.service.tables import AllocationRow, JobRow, PoolRow, ServiceRow, SiteRow
 
 __all__ = [
@@ -156,7 +156,9 @@ def apply_job_report(
     data: dict[str, object] | None = None,
 ) -> JobRow:
     """Move the job as the site reports and settle what it delivered: the site's own
-    GPU-hours when it gives them (capped at the plan), else the time since it started.
+    GPU-hours when it gives them (capped at the plan and at the time the exchange saw
+    pass; ImpossibleReport, 422, past that and its tolerance), else the time since it
+    started.
     ``data`` (where it ran, the backend's job id, the log tail) goes into the event."""
     to = WorkState(report.state)
     if to is WorkState.RUNNING:
@@ -164,7 +166,11 @@ def apply_job_report(
         alloc.started_at = now
         row.started_at = now
         return row
-    delivered_h = None if report.gpu_hours is None else report.gpu_hours / alloc.gpus
+    delivered_h = (
+        None
+        if report.gpu_hours is None
+        else reported_hours(alloc, report.gpu_hours, now, state=report.state, actor=actor)
+    )
     if to is WorkState.PREEMPTED:
         reason = report.reason or "preempted by the site"
         preempt_job(session, row, alloc, now, reason, actor, delivered_h=delivered_h, data=data)

@@ -14,6 +14,7 @@ from suanli.service.agent_reports import report_allocation
 from suanli.service.agent_session import heartbeat
 from suanli.service.agents import register_agent
 from suanli.service.deps import IdempotencyKey, Rt, Seller
+from suanli.service.events import record_event
 from suanli.service.idempotency import run_idempotent
 from suanli.service.leases import LEASE_TTL_S, lease_work
 from suanli.service.problems import PROBLEM_RESPONSES
@@ -27,6 +28,7 @@ from suanli.service.schemas.agent import (
     ReportIn,
 )
 from suanli.service.schemas.work import JobOut, PlacementOut
+from suanli.service.settlement import ImpossibleReport
 from suanli.service.work_ops import report_job
 
 __all__ = ["LEASE_TTL_S", "router"]
@@ -62,7 +64,9 @@ def post_report(
 ) -> Response:
     """Report work started, finished (exit code, delivered GPU time, log tail) or was
     preempted. With ``allocation_id`` and ``lease_token`` (agents) a report about work
-    that has moved on is refused (409 ``stale-report``) and bills nothing."""
+    that has moved on is refused (409 ``stale-report``) and bills nothing; one that claims
+    more GPU time than the exchange saw pass is refused (422 ``impossible-report``), bills
+    nothing and is logged as a ``report-refused`` event."""
 
     def run(session: Session) -> tuple[int, JobOut | PlacementOut]:
         now = rt.clock.now()
@@ -72,4 +76,9 @@ def post_report(
         session.flush()
         return 200, JobOut.model_validate(row)
 
-    return run_idempotent(rt.db, who, key, "POST", request.url.path, body, rt.clock.now, run)
+    try:
+        return run_idempotent(rt.db, who, key, "POST", request.url.path, body, rt.clock.now, run)
+    except ImpossibleReport as exc:  # refused whole, but logged for operators and sellers
+        event = exc.event
+        rt.db.transact(lambda s: record_event(s, **event))
+        raise
