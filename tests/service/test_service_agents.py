@@ -301,16 +301,16 @@ def test_job_spec_reaches_the_lease_and_backend_usage_is_kept(sqlite_exchange: A
     job = x.job(
         buyer,
         env={"EPOCHS": "3"},
-        working_dir="/data/src",
-        checkpoint={"every_h": 0.5, "dir": "/shared/ckpt/train"},
+        working_dir="src",
+        checkpoint={"every_h": 0.5, "dir": "ckpt/train"},
         stop_grace_s=30,
     )
     x.clear()
     [lease] = _lease(x, a, "site-a", sa)
     assert (lease["env"], lease["working_dir"], lease["checkpoint_dir"]) == (
         {"EPOCHS": "3"},
-        "/data/src",
-        "/shared/ckpt/train",
+        "src",
+        "ckpt/train",
     )
     assert (lease["checkpoint_every_h"], lease["stop_grace_s"]) == (0.5, 30.0)
     _report(x, a, lease, "running", backend_job_id="4242")

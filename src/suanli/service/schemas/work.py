@@ -12,16 +12,18 @@ A job file, in the spirit of SkyPilot task files::
     deadline_h: 12
     data: {origin_city: Shanghai, size_gb: 200}
     interruptible: true
-    checkpoint: {every_h: 0.5, dir: /shared/ckpt/finetune-qwen}
+    checkpoint: {every_h: 0.5, dir: ckpt/finetune-qwen}
     env: {WANDB_MODE: offline}      # added to the job's environment on the site
-    working_dir: /shared/src        # cwd on the site (default: a fresh run folder)
+    working_dir: src                # cwd on the site (default: a fresh run folder)
     stop_grace_s: 30                # TERM → KILL, to save a last checkpoint
 
 The site's agent runs ``command`` (with ``/bin/sh -c``) with ``SUANLI_CHECKPOINT_DIR``
 set to ``checkpoint.dir`` (default: a folder on the site kept across attempts there) and
 ``SUANLI_ATTEMPT`` counting placements, so a job moved to another site resumes from its
-last checkpoint when ``checkpoint.dir`` is storage both sites reach. ``env`` is visible
-to the seller who runs the work: it is no place for secrets.
+last checkpoint when ``checkpoint.dir`` is storage both sites reach. ``working_dir`` and
+``checkpoint.dir`` are relative paths inside the site's runs root (absolute paths and
+``..`` are refused): a buyer's job never picks a place on the seller's machine. ``env``
+is visible to the seller who runs the work: it is no place for secrets.
 
 A service file::
 
@@ -46,7 +48,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from suanli.service.schemas.common import In, Name, Out, Text
 
@@ -66,8 +68,25 @@ __all__ = [
 ]
 
 GpuNames = Annotated[list[Name], Field(min_length=1, max_length=32)]
-# An absolute path on the site (no NUL, no control characters).
-SitePath = Annotated[str, StringConstraints(max_length=1000, pattern=r"^/[^\x00-\x1f\x7f]*$")]
+
+
+def _inside_runs_root(path: str) -> str:
+    if path.startswith("/"):
+        raise ValueError(
+            f"{path[:100]!r} is absolute: give a relative path, inside the site's runs root"
+        )
+    if ".." in path.split("/"):
+        raise ValueError(f"{path[:100]!r} climbs out with '..': stay inside the site's runs root")
+    return path
+
+
+# A relative path inside the site's runs root (where the agent puts each job's folders):
+# no leading "/", no ".." part, no NUL or control characters.
+RunPath = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1000, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(_inside_runs_root),
+]
 EnvValue = Annotated[str, StringConstraints(max_length=4000, pattern=r"^[^\x00]*$")]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 
@@ -96,7 +115,7 @@ class DataSpec(In):
 
 class CheckpointSpec(In):
     every_h: float = Field(gt=0, le=10_000, allow_inf_nan=False)
-    dir: SitePath | None = None
+    dir: RunPath | None = None
 
 
 class JobSpec(In):
@@ -112,7 +131,7 @@ class JobSpec(In):
     interruptible: bool = False
     checkpoint: CheckpointSpec | None = None
     env: dict[str, EnvValue] | None = Field(default=None, max_length=100)
-    working_dir: SitePath | None = None
+    working_dir: RunPath | None = None
     stop_grace_s: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
 
     _env = field_validator("env")(_check_env)
