@@ -9,6 +9,7 @@ of 0.003 h (10.8 s) at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -120,64 +122,60 @@ class ThreadAgent:
 @pytest.fixture
 def agent(live: Live) -> Iterator[ThreadAgent]:
     """A local agent in a thread of this process, serving site ``t-site``."""
+    a = _thread_agent(live, live.url, "t-site")
+    yield a
+    a.close()
+
+
+def _thread_agent(live: Live, url: str, site_id: str) -> ThreadAgent:
     backend = local_backend(
         {"runs_dir": str(live.tmp / "runs"), "inventory": str(live.tmp / "inventory.yaml")}
     )
-    client = Client(live.url, live.seller_token, retries=1)
+    client = Client(url, live.seller_token, retries=1)
     settings = AgentSettings(
-        site_id="t-site",
-        state_dir=live.tmp / "agent",
+        site_id=site_id,
+        state_dir=live.tmp / site_id,
         city="Shanghai",
         reserve_cny_per_gpu_hour=5.0,
         poll_interval_s=0.1,
         lease_interval_s=0.1,
     )
-    runner = AgentRunner(backend, ExchangeLink(client, "t-site"), settings)
+    runner = AgentRunner(backend, ExchangeLink(client, site_id), settings)
     stop = threading.Event()
     thread = threading.Thread(target=runner.run, args=(stop,), daemon=True)
     thread.start()
-    a = ThreadAgent(runner, stop, thread, client)
-    yield a
-    a.close()
+    return ThreadAgent(runner, stop, thread, client)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] not in "ZX"
-
-
-def _age_s(pid: int) -> float:
-    """How long ``pid`` has run: now less its start time in /proc (what local usage meters)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    start_ticks = int(stat[stat.rfind(")") + 2 :].split()[19])  # field 22, starttime
-    uptime_s = float(Path("/proc/uptime").read_text().split()[0])
-    return uptime_s - start_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def _read_pid(path: Path, wait_until: Callable[..., None]) -> int:
-    wait_until(lambda: path.exists() and path.read_text().strip(), WAIT_S, f"{path}")
-    return int(path.read_text().strip())
+def _ran_s(job_id: str) -> float:
+    """How long the job's oldest process has run (what a site meters), 0 if none."""
+    ticks, uptime_s = os.sysconf("SC_CLK_TCK"), float(Path("/proc/uptime").read_text().split()[0])
+    ages = []
+    for pid in _processes_of(job_id):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        ages.append(uptime_s - int(stat[stat.rfind(")") + 2 :].split()[19]) / ticks)
+    return max(ages, default=0.0)
 
 
 def test_a_job_runs_as_a_local_process_and_is_billed_from_backend_usage(
     live: Live, agent: ThreadAgent, wait_until: Callable[..., None]
 ) -> None:
-    ckpt = live.tmp / "ckpt"
     job = live.job(
         'echo "cvd=$CUDA_VISIBLE_DEVICES attempt=$SUANLI_ATTEMPT foo=$FOO cwd=$(pwd)" '
         '> "$SUANLI_CHECKPOINT_DIR/seen"; sleep 0.5; echo finished',
         gpus=2,
         env={"FOO": "bar"},
-        working_dir=str(live.tmp / "wd"),
-        checkpoint={"every_h": 0.01, "dir": str(ckpt)},
+        working_dir="wd",
+        checkpoint={"every_h": 0.01, "dir": "ckpt"},
     )
     wait_until(lambda: live.state(job) == "succeeded", WAIT_S, "the job to succeed")
-    seen = (ckpt / "seen").read_text().strip()
+    # Named folders are the work's own, under the site's runs folder.
+    seen = (live.tmp / "runs" / job / "ckpt" / "seen").read_text().strip()
     # Two GPUs of the four, the spec's env, working dir and checkpoint dir.
-    assert seen == f"cvd=0,1 attempt=1 foo=bar cwd={live.tmp / 'wd'}"
+    assert seen == f"cvd=0,1 attempt=1 foo=bar cwd={live.tmp / 'runs' / f'suanli-{job}-1' / 'wd'}"
     [use] = live.buyer.usage()
     backend_usage = use["details"]["backend_usage"]
     assert backend_usage["source"] == "local: agent clock"
@@ -205,13 +203,12 @@ def test_a_failing_job_reports_its_exit_code_and_log(
 def test_a_cancelled_job_is_killed_on_the_site(
     live: Live, agent: ThreadAgent, wait_until: Callable[..., None]
 ) -> None:
-    job = live.job('echo $$ > "$SUANLI_CHECKPOINT_DIR/pid"; exec sleep 600')
+    job = live.job("exec sleep 600")
     wait_until(lambda: live.state(job) == "running", WAIT_S, "the job to run")
-    pid = _read_pid(live.tmp / "runs" / job / "checkpoints" / "pid", wait_until)
-    assert _alive(pid)
+    wait_until(lambda: _processes_of(job), WAIT_S, "the job's processes")
     live.buyer.cancel(job)
-    # The next heartbeat brings a stop order; the agent kills the process group.
-    wait_until(lambda: not _alive(pid), WAIT_S, "the cancelled job's process to end")
+    # The next heartbeat brings a stop order; the agent kills the sandbox.
+    wait_until(lambda: not _processes_of(job), WAIT_S, "the cancelled job's processes to end")
     assert live.state(job) == "cancelled"
     assert live.audit() == []
 
@@ -360,28 +357,26 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(10)
 
 
-# Attempt 1 records its pid and sleeps; later attempts finish at once.
-TWO_ATTEMPTS = (
-    'if [ "$SUANLI_ATTEMPT" = 1 ]; then echo $$ > "$SUANLI_CHECKPOINT_DIR/pid1"; '
-    "exec sleep 600; fi; echo attempt $SUANLI_ATTEMPT"
-)
+# Attempt 1 sleeps; later attempts finish at once.
+TWO_ATTEMPTS = 'if [ "$SUANLI_ATTEMPT" = 1 ]; then exec sleep 600; fi; echo attempt $SUANLI_ATTEMPT'
+ATTEMPTS_CHECKPOINTED = {"every_h": 1.0}
 
 
-def test_a_returning_agent_kills_work_that_moved_away(
+def test_a_killed_agents_work_dies_with_it_and_runs_again(
     live: Live, wait_until: Callable[..., None]
 ) -> None:
     log = live.tmp / "agent.log"
     proc = _agent_process(live, log)
     try:
-        job = live.job(TWO_ATTEMPTS, checkpoint={"every_h": 1.0, "dir": str(live.tmp / "ck")})
+        job = live.job(TWO_ATTEMPTS, checkpoint=ATTEMPTS_CHECKPOINTED)
         wait_until(lambda: live.state(job) == "running", WAIT_S, "attempt 1 to run")
-        pid = _read_pid(live.tmp / "ck" / "pid1", wait_until)
+        wait_until(lambda: _processes_of(job), WAIT_S, "attempt 1's processes")
         _kill(proc)
+        # No orphan: the kernel kills the sandbox with its agent (--die-with-parent).
+        wait_until(lambda: not _processes_of(job), 5.0, "attempt 1 to die with its agent")
         # Silent for 2 s: the site goes down and the job waits to be placed again.
         wait_until(lambda: live.state(job) == "pending", WAIT_S, "the site to be taken down")
-        assert _alive(pid)  # the dead agent's work runs on, unseen
         proc = _agent_process(live, log)
-        wait_until(lambda: not _alive(pid), WAIT_S, "the returning agent to kill attempt 1")
         wait_until(lambda: live.state(job) == "succeeded", WAIT_S, "attempt 2 to finish")
     finally:
         _kill(proc)
@@ -403,30 +398,127 @@ def test_a_returning_agent_kills_work_that_moved_away(
     assert live.audit() == []
 
 
-def test_an_agent_restarted_quickly_stops_local_work_and_reports_it_preempted(
+def test_an_agent_restarted_quickly_gives_its_dead_local_work_back(
     live: Live, wait_until: Callable[..., None]
 ) -> None:
     log = live.tmp / "agent.log"
     proc = _agent_process(live, log)
     try:
-        job = live.job(TWO_ATTEMPTS, checkpoint={"every_h": 1.0, "dir": str(live.tmp / "ck")})
+        job = live.job(TWO_ATTEMPTS, checkpoint=ATTEMPTS_CHECKPOINTED)
         wait_until(lambda: live.state(job) == "running", WAIT_S, "attempt 1 to run")
-        pid = _read_pid(live.tmp / "ck" / "pid1", wait_until)
-        wait_until(lambda: _age_s(pid) >= 0.5, WAIT_S, "attempt 1 to have run 0.5 s")
+        wait_until(lambda: _processes_of(job), WAIT_S, "attempt 1's processes")
+        wait_until(lambda: _ran_s(job) >= 0.5, WAIT_S, "attempt 1 to have run 0.5 s")
+        killed_at = datetime.now(UTC)
         _kill(proc)
         proc = _agent_process(live, log)  # back before the 2 s timeout
-        wait_until(lambda: not _alive(pid), WAIT_S, "the restarted agent to stop attempt 1")
         wait_until(lambda: live.state(job) == "succeeded", WAIT_S, "attempt 2 to finish")
     finally:
         _kill(proc)
     events = live.buyer.events(job)
     preempted = next(e for e in events if e["to_state"] == "preempted")
-    assert preempted["reason"].startswith("the agent restarted; local work cannot be re-attached")
-    # Metered from the process's own start time: it ran at least the 0.5 s waited for above.
-    source = "local: process start (/proc) until stopped at the agent's restart"
-    assert preempted["data"]["usage"]["source"] == source
-    assert preempted["data"]["usage"]["gpu_seconds"] >= 0.5
+    assert preempted["reason"] == "site p-site: its agent registered again without this work"
+    # Billed to the site's last heartbeat before the kill: what ran is paid, no more.
+    first = min(live.buyer.usage(), key=lambda u: u["from_at"])
+    assert first["gpu_hours"] > 0
+    assert datetime.fromisoformat(first["to_at"]) <= killed_at
     assert live.audit() == []
+
+
+def test_an_agent_cut_off_from_the_exchange_stops_its_work_when_the_lease_expires(
+    live: Live, wait_until: Callable[..., None]
+) -> None:
+    with _Proxy(live.url) as proxy:
+        agent = _thread_agent(live, proxy.url, "cut-site")
+        try:
+            job = live.job(TWO_ATTEMPTS, checkpoint=ATTEMPTS_CHECKPOINTED)
+            wait_until(lambda: live.state(job) == "running", WAIT_S, "attempt 1 to run")
+            wait_until(lambda: _processes_of(job), WAIT_S, "attempt 1's processes")
+            proxy.cut()
+            # The exchange takes the site down after 2 s of silence; the agent, cut off
+            # as long, stops attempt 1 rather than run it beside the next placement.
+            wait_until(lambda: not _processes_of(job), WAIT_S, "attempt 1 to be stopped")
+            wait_until(lambda: live.state(job) == "pending", WAIT_S, "the site to go down")
+            proxy.mend()
+            wait_until(lambda: live.state(job) == "succeeded", WAIT_S, "attempt 2 to finish")
+        finally:
+            agent.close()
+    assert live.audit() == []
+
+
+def _processes_of(work_id: str) -> list[int]:
+    """Live host pids whose environment names ``work_id`` (its sandbox included)."""
+    want = f"SUANLI_WORK_ID={work_id}".encode()
+    out = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if want in env and stat[stat.rfind(")") + 2] not in "ZX":
+            out.append(int(entry.name))
+    return out
+
+
+class _Proxy:
+    """A TCP proxy to the exchange that can be cut (connections refused and dropped) and
+    mended: a network partition between an agent and the exchange."""
+
+    def __init__(self, target_url: str) -> None:
+        host, port = target_url.removeprefix("http://").split(":")
+        self._target = (host, int(port))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._cut = threading.Event()
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self) -> _Proxy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._listener.close()
+        self.cut()
+
+    def cut(self) -> None:
+        self._cut.set()
+        with self._lock:
+            for s in self._open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self._open.clear()
+
+    def mend(self) -> None:
+        self._cut.clear()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self._target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
 
 
 def test_the_agent_imports_neither_fastapi_nor_sqlalchemy() -> None:

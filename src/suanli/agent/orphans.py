@@ -1,9 +1,10 @@
 """Work the ``local`` backend started before the agent restarted: found and stopped.
 
-The local backend keeps its jobs in the agent's memory, but every job's processes carry
-its ``SUANLI_WORK_ID`` / ``SUANLI_ATTEMPT`` / ``SUANLI_BACKEND=local`` in their environment
-and run in their own process group. A restarted agent finds them there (Linux ``/proc``),
-reads when they started (to meter the GPU time they held) and stops their groups.
+Sandboxed work dies with its agent (``--die-with-parent``); work run with
+``--unsafe-no-sandbox`` may leave processes behind. Every job's processes carry its
+``SUANLI_WORK_ID`` / ``SUANLI_ATTEMPT`` / ``SUANLI_BACKEND=local`` in their environment and
+run in their own process group, so a restarted agent finds them there (Linux ``/proc``)
+and stops their groups.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suanli.agent._proc import stop_group
-from suanli.agent.backend import Usage
 
-__all__ = ["Orphan", "find_orphans", "orphan_usage", "stop_orphans"]
+__all__ = ["Orphan", "find_orphans", "stop_orphans"]
 
 _PROC = Path("/proc")
 
@@ -58,17 +58,6 @@ def find_orphans(work_id: str, attempt: int, backend: str = "local") -> Orphan:
         started = boot_s + int(fields[19]) / ticks
         oldest = started if oldest is None else min(oldest, started)
     return Orphan(tuple(sorted(pgids)), oldest)
-
-
-def orphan_usage(orphan: Orphan, gpus: int, now_s: float) -> Usage:
-    """GPU time an orphan held until ``now_s`` (it is stopped then), from its processes'
-    start; none when no process was left: its end was not seen, so nothing is claimed."""
-    if orphan.started_at_s is None:
-        source = "local: ended while the agent was down; its end was not observed"
-        return Usage(0.0, gpus, None, None, source)
-    held_s = max(0.0, now_s - orphan.started_at_s)
-    source = "local: process start (/proc) until stopped at the agent's restart"
-    return Usage(held_s * gpus, gpus, orphan.started_at_s, None, source)
 
 
 def stop_orphans(orphan: Orphan, grace_s: float) -> None:

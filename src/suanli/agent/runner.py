@@ -8,13 +8,19 @@ One loop, a step every ``poll_interval_s``::
     lease         placed work on this site's pools → WorkSpecs → backend.submit
     flush         send queued reports, in order, each under its own Idempotency-Key
 
+Work runs only while the exchange hears this agent: when no registration or heartbeat has
+been answered for the exchange's heartbeat timeout, the exchange has taken the site down
+and placed the work again elsewhere, so the agent stops it too (``_expire``) — within one
+poll of the timeout — instead of running it twice, unmetered.
+
 Everything the agent holds and every report it has not yet delivered is in its journal
 (``journal``), so a restarted agent carries on: Slurm and Ray jobs are picked up again by
-their handles; ``local`` jobs (kept in memory by that backend) are found by their
-environment, stopped and reported preempted, to resume from their checkpoints. At
-registration the agent tells the exchange what it holds; work that was moved away while
-it was gone comes back as stop orders and is killed. Replicas outlive their billing
-horizons by handover (``replicas``).
+their handles; ``local`` jobs died with the old agent (unsandboxed leftovers are found by
+their environment and stopped), so the restarted agent no longer holds them and the
+exchange, at registration, bills them to the last heartbeat and places them again, to
+resume from their checkpoints. At registration the agent tells the exchange what it holds;
+work that was moved away while it was gone comes back as stop orders and is killed.
+Replicas outlive their billing horizons by handover (``replicas``).
 
 The agent never imports FastAPI or SQLAlchemy: it is an HTTP client of the exchange.
 """
@@ -41,7 +47,7 @@ from suanli.agent.backend import (
 from suanli.agent.config import NO_CONTAINERS, AgentSettings
 from suanli.agent.exchange import ExchangeLink, Fenced, Lease, Stale, StopOrder
 from suanli.agent.journal import Held, Journal
-from suanli.agent.orphans import find_orphans, orphan_usage, stop_orphans
+from suanli.agent.orphans import find_orphans, stop_orphans
 from suanli.agent.replicas import ReplicaBook
 from suanli.agent.translate import (
     DEFAULT_STOP_GRACE_S,
@@ -86,6 +92,8 @@ class AgentRunner:
         self._pool_models: dict[str, str] = {}  # exchange pool id → backend's GPU model
         self._next_register = self._next_heartbeat = self._next_lease = 0.0
         self._interval_s = 5.0
+        self._timeout_s = 30.0
+        self._heard_at: float | None = None  # when the exchange last answered (monotonic)
         self._backoff_s = 0.0
         self._adopted = False
         self._killer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suanli-kill")
@@ -107,6 +115,7 @@ class AgentRunner:
             stop.wait(pause)
 
     def step(self) -> None:
+        self._expire()
         now = self._mono()
         if self.session is None:
             if now < self._next_register:
@@ -148,6 +157,9 @@ class AgentRunner:
     # --- registration and heartbeats
 
     def _register(self) -> None:
+        if not self._adopted:
+            self._adopted = True
+            self._let_go_of_local()
         cap = self.backend.discover()
         reg = self.link.register(
             cap,
@@ -176,14 +188,36 @@ class AgentRunner:
         for note in reg.notes:
             log.info("exchange: %s", note)
         self._apply_stops(reg.stop)
-        if not self._adopted:
-            self._adopted = True
-            self._adopt_local()
 
     def _schedule_heartbeat(self, interval_s: float, timeout_s: float) -> None:
+        """The exchange answered: note when, and when to call again."""
         # At least three heartbeats per timeout, whatever the exchange suggests.
         self._interval_s = min(interval_s, timeout_s / 3)
-        self._next_heartbeat = self._mono() + self._interval_s
+        self._timeout_s = timeout_s
+        self._heard_at = self._mono()
+        self._next_heartbeat = self._heard_at + self._interval_s
+
+    def _expire(self) -> None:
+        """Stop all held work once the exchange has not answered for its timeout: it has
+        taken the site down and placed the work elsewhere. Reported preempted (the reports
+        wait in the journal; the exchange refuses them as stale if it moved the work)."""
+        if self._heard_at is None or not self.journal.held:
+            return
+        silent_s = self._mono() - self._heard_at
+        if silent_s < self._timeout_s:
+            return
+        helds = list(self.journal.held.values())
+        log.warning(
+            "no answer from the exchange for %.0f s (timeout %.0f s): stopping %d held "
+            "work; it is placed again elsewhere",
+            silent_s,
+            self._timeout_s,
+            len(helds),
+        )
+        reason = f"lost contact with the exchange for {silent_s:.0f} s: the lease expired"
+        for held, usage in zip(helds, self._killer.map(self._kill, helds), strict=True):
+            self._end(held, None, usage, "preempted", reason)
+        self.session = None  # register again: the exchange fenced the old session
 
     def _heartbeat(self) -> None:
         assert self.session is not None
@@ -223,26 +257,22 @@ class AgentRunner:
         self.replicas.forget(held)
         self._killer.submit(self._kill, held)
 
-    def _adopt_local(self) -> None:
-        """Work from before a restart: ``local`` jobs cannot be re-attached (their backend
-        kept them in memory), so they are stopped and reported preempted; other backends'
-        jobs are polled again by their handles."""
+    def _let_go_of_local(self) -> None:
+        """Work of the ``local`` backend from before a restart cannot be re-attached: it
+        died with the old agent (an unsandboxed leftover is stopped here). It is dropped
+        before registering, so the exchange finds it unclaimed, bills it to the site's
+        last heartbeat and places it again; other backends' jobs are polled again."""
         for held in list(self.journal.held.values()):
             handle = held.handle
             if handle is None or handle.backend != "local":
                 continue
-            orphan = find_orphans(handle.work_id, handle.attempt)
-            usage = orphan_usage(orphan, handle.gpus, self._wall())
-            stop_orphans(orphan, self._grace(held))
-            if held.reported == "placed" and orphan.pgids:
-                self._queue(held, "running", running_report(held.lease, handle, handle.backend))
-            self._end(
-                held,
-                None,
-                usage,
-                "preempted",
-                "the agent restarted; local work cannot be re-attached: stopped, resumes "
-                "from its checkpoint",
+            stop_orphans(find_orphans(handle.work_id, handle.attempt), self._grace(held))
+            self.journal.drop(held.allocation_id)
+            log.info(
+                "%s %s (%s) ran on the previous agent: given back to the exchange",
+                held.lease.kind,
+                held.lease.item_id,
+                held.allocation_id,
             )
 
     # --- leasing and starting work

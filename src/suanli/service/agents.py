@@ -76,6 +76,7 @@ def register_agent(
         set_site_up(session, site, True, "its agent registered again", now, who.account_id)
     elif not site.up:
         notes.append("the site is down (set by its seller): no work is placed on it until it is up")
+    last_heard = site.agent_seen_at
     site.agent_session = new_token()
     site.agent_state = ONLINE
     site.agent_seen_at = now
@@ -87,7 +88,7 @@ def register_agent(
     }
     pools, skipped = _register_pools(session, site, body, who, now, catalog, notes)
     stop = stop_orders(session, site, body.held)
-    lost = _release_unclaimed(session, site, body.held, now, who.account_id)
+    lost = _release_unclaimed(session, site, body.held, now, who.account_id, last_heard)
     if lost:
         notes.append(f"{lost} started allocations the agent no longer holds were preempted")
     record_event(
@@ -256,10 +257,17 @@ def _unusable(gpu_count: int, gpus_per_node: int, pool_id: str) -> str | None:
 
 
 def _release_unclaimed(
-    session: Session, site: SiteRow, held: Sequence[HeldLease], now: datetime, actor: str
+    session: Session,
+    site: SiteRow,
+    held: Sequence[HeldLease],
+    now: datetime,
+    actor: str,
+    last_heard: datetime | None,
 ) -> int:
     """Leased work the (new) agent does not hold: offered again if it never started,
-    preempted if it did (the site lost it). Returns how many were preempted."""
+    preempted if it did (the site lost it), billed up to when the site was last heard
+    from (its work died with the agent before). Returns how many were preempted."""
+    until = min(now, last_heard) if last_heard is not None else now
     claimed = {h.allocation_id for h in held}
     pools = list(session.scalars(select(PoolRow.id).where(PoolRow.site_id == site.id)))
     lost = 0
@@ -283,7 +291,8 @@ def _release_unclaimed(
             job = session.scalars(
                 select(JobRow).where(JobRow.id == alloc.item_id).with_for_update()
             ).one()
-            preempt_job(session, job, alloc, now, reason, actor)
+            preempt_job(session, job, alloc, now, reason, actor, delivered_until=until)
         else:
-            settle_allocation(session, alloc, now, (now - alloc.started_at).total_seconds() / 3600)
+            ran_h = max(0.0, (until - alloc.started_at).total_seconds() / 3600)
+            settle_allocation(session, alloc, now, ran_h)
     return lost
