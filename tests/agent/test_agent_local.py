@@ -21,6 +21,8 @@ from suanli.agent import (
 from suanli.agent.inventory import parse_inventory
 from suanli.agent.local import LocalBackend, LocalSettings
 
+pytestmark = pytest.mark.requires("bwrap")  # local work runs sandboxed
+
 INVENTORY = """\
 pools:
   - name: local-h100

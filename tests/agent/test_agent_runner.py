@@ -39,7 +39,10 @@ SUANLI = str(Path(sys.executable).parent / "suanli")
 WAIT_S = 30.0
 HORIZON_H = 0.003
 
-pytestmark = pytest.mark.slow  # a live exchange and real processes: seconds per test
+pytestmark = [
+    pytest.mark.slow,  # a live exchange and real processes: seconds per test
+    pytest.mark.requires("bwrap"),  # local work runs sandboxed
+]
 
 
 @dataclass

@@ -7,7 +7,10 @@ import pytest
 
 from suanli.bench.agents import run_agents_bench
 
-pytestmark = pytest.mark.slow  # end to end: real `suanli` processes
+pytestmark = [
+    pytest.mark.slow,  # end to end: real `suanli` processes
+    pytest.mark.requires("bwrap"),  # local work runs sandboxed
+]
 
 
 def test_bench_agents_measures_the_local_backend() -> None:

@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow  # end to end: real `suanli` processes
+pytestmark = [
+    pytest.mark.slow,  # end to end: real `suanli` processes
+    pytest.mark.requires("bwrap"),  # local work runs sandboxed
+]
 
 SURVIVOR_SOURCES = {
     "slurm": "slurm controller (scontrol), whole seconds",

@@ -18,7 +18,10 @@ import pytest
 
 from suanli.sdk import ApiError, Client
 
-pytestmark = pytest.mark.slow  # end to end: real `suanli` processes
+pytestmark = [
+    pytest.mark.slow,  # end to end: real `suanli` processes
+    pytest.mark.requires("bwrap"),  # its local site runs work sandboxed
+]
 
 SUANLI = str(Path(sys.executable).parent / "suanli")
 
@@ -93,7 +96,6 @@ def _run_dir(tmp: Path, job_id: str) -> Path:
     return tmp / "data" / "agent" / "runs" / f"suanli-{job_id}-1"
 
 
-@pytest.mark.requires("bwrap")
 def test_up_runs_a_submitted_job_sandboxed_as_a_local_process(tmp_path: Path) -> None:
     proc, op, log = _up(tmp_path, "--clear-interval", "0.3", "--open-local-site")
     try:
@@ -128,7 +130,6 @@ def test_up_runs_a_submitted_job_sandboxed_as_a_local_process(tmp_path: Path) ->
     assert (tmp_path / "data" / "agent" / "inventory.yaml").exists()
 
 
-@pytest.mark.requires("bwrap")
 def test_up_local_site_takes_only_the_operators_tenant_by_default(tmp_path: Path) -> None:
     proc, op, log = _up(tmp_path, "--clear-interval", "0.3")
     try:
