@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from sqlalchemy import select
 
@@ -72,6 +73,7 @@ def _redeem_at_once(url: str, buyer: dict[str, str], program_id: str) -> list[in
     return codes
 
 
+@pytest.mark.slow  # 20 trials of 16 threads on PostgreSQL: ~20 s
 def test_concurrent_redeems_grant_the_claim_once_on_postgresql(pg: Any, tmp_path: Path) -> None:
     app = create_app(
         ServiceSettings(
