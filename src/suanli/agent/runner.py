@@ -109,7 +109,10 @@ class AgentRunner:
                 self.step()
                 self._backoff_s = 0.0
             except (ApiError, BackendUnavailable) as exc:
-                self._backoff_s = min(self.settings.retry_max_s, max(0.5, self._backoff_s * 2))
+                # Never longer than a heartbeat interval: back within one interval of the
+                # exchange's return, well before its lease on this site's work expires.
+                cap_s = min(self.settings.retry_max_s, self._interval_s)
+                self._backoff_s = min(cap_s, max(0.5, self._backoff_s * 2))
                 log.warning("%s; retrying in %.1f s", exc, self._backoff_s)
                 pause = self._backoff_s
             stop.wait(pause)
@@ -121,6 +124,11 @@ class AgentRunner:
             if now < self._next_register:
                 return
             self._next_register = now + 1.0
+            # What the last session left to say goes first: were work it stopped still
+            # leased here, registering would have it offered to this agent again.
+            self.flush()
+            if self.journal.outbox:
+                return
             self._register()
         if self.session is not None and now >= self._next_heartbeat:
             self._heartbeat()
