@@ -34,6 +34,19 @@ def test_under_ci_a_missing_resource_fails(req: Any, monkeypatch: pytest.MonkeyP
         req(MISSING)
 
 
+def test_traces_beside_a_checkout_skip_even_under_ci_unless_their_folder_is_named(
+    require: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.delenv("SUANLI_TRACES_DIR", raising=False)
+    monkeypatch.setitem(require.probes, "traces", lambda: "no public traces here")
+    with pytest.raises(pytest.skip.Exception, match="needs traces"):
+        require("traces")
+    monkeypatch.setenv("SUANLI_TRACES_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(pytest.fail.Exception, match="CI=true, so traces must be here"):
+        require("traces")
+
+
 @pytest.mark.parametrize("ci", ["true", None])
 def test_a_present_resource_passes_and_a_broken_one_is_reported(
     req: Any, monkeypatch: pytest.MonkeyPatch, ci: str | None
