@@ -1,4 +1,5 @@
-"""``suanli login``, ``suanli whoami``, ``suanli tenants create``, ``suanli deposit``."""
+"""``suanli login``, ``suanli whoami``, ``suanli tenants create``, ``suanli deposit``,
+``suanli tokens list|create|revoke``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from suanli.errors import InvalidInput
 __all__ = ["register"]
 
 tenants_app = typer.Typer(help="Tenants and their accounts (operators).", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="Your account's API tokens: list, create (optionally expiring), revoke.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +26,7 @@ def register(app: typer.Typer) -> None:
     app.command("deposit")(deposit)
     app.command("wallet")(wallet)
     app.add_typer(tenants_app, name="tenants")
+    app.add_typer(tokens_app, name="tokens")
 
 
 def login(
@@ -144,3 +150,46 @@ def deposit(
     with client() as c:
         w = c.deposit(tenant, yuan_to_fen(amount_cny, "--amount-cny"), memo)
     console.print(f"{tenant}: wallet now {w['wallet_fen'] / 100:,.2f} yuan", highlight=False)
+
+
+@tokens_app.command("list")
+def list_tokens(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Your account's live tokens; ``current`` marks the one this login uses."""
+    with client() as c:
+        rows = c.tokens()
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        [{**t, "current": "yes" if t["current"] else ""} for t in rows],
+        ["id", "label", "prefix", "created_at", "expires_at", "current"],
+        headers={"prefix": "starts with"},
+    )
+
+
+@tokens_app.command("create")
+def create_token(
+    label: Annotated[str | None, typer.Option("--label", help="What it is for.")] = None,
+    expires_in_days: Annotated[
+        int | None,
+        typer.Option("--expires-in-days", min=1, max=3650, help="Stops working after this."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A new token for your account, printed once (store it now)."""
+    with client() as c:
+        t = c.create_token(label, expires_in_days)
+    if as_json:
+        print_json(t)
+        return
+    until = f", expires {t['expires_at']}" if t.get("expires_at") else ", does not expire"
+    console.print(f"token {t['id']}{until} — shown once:", highlight=False)
+    console.print(t["token"], highlight=False, soft_wrap=True)
+
+
+@tokens_app.command("revoke")
+def revoke_token(token_id: Annotated[str, typer.Argument(help="Token id (tok-…).")]) -> None:
+    """Revoke one of your account's tokens: refused from the next request on."""
+    with client() as c:
+        c.revoke_token(token_id)
+    console.print(f"token {token_id} revoked", highlight=False)

@@ -211,8 +211,22 @@ class Client:
             idempotent=True,
         )
 
-    def create_token(self, label: str | None = None) -> Any:
-        return self._post("/v1/tokens", {"label": label} if label else {})
+    def create_token(self, label: str | None = None, expires_in_days: int | None = None) -> Any:
+        """A new token for this account (shown once, in ``token``); None: never expires."""
+        body: dict[str, Any] = {}
+        if label:
+            body["label"] = label
+        if expires_in_days is not None:
+            body["expires_in_days"] = expires_in_days
+        return self._post("/v1/tokens", body)
+
+    def tokens(self) -> Any:
+        """This account's live tokens (``current`` marks the one in use)."""
+        return self._get("/v1/tokens")
+
+    def revoke_token(self, token_id: str) -> None:
+        """Revoke one of this account's tokens; refused from the next request on."""
+        self.request("DELETE", f"/v1/tokens/{token_id}")
 
     # ----- work ---------------------------------------------------------------------------
     def submit(self, spec: Mapping[str, Any]) -> Any:

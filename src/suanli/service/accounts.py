@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from suanli.service.auth import Role, hash_token, new_token
@@ -20,6 +20,8 @@ __all__ = [
     "deposit",
     "ensure_system_accounts",
     "issue_token",
+    "live_tokens",
+    "mint_token",
 ]
 
 
@@ -28,7 +30,12 @@ def ensure_system_accounts(session: Session, now: datetime) -> None:
 
 
 def issue_token(
-    session: Session, account_id: str, now: datetime, label: str = ""
+    session: Session,
+    account_id: str,
+    now: datetime,
+    label: str = "",
+    *,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiToken, str]:
     """A new token for ``account_id``; the plain token is returned once and never stored."""
     token = new_token()
@@ -39,9 +46,42 @@ def issue_token(
         prefix=token[:8],
         label=label,
         created_at=now,
+        expires_at=expires_at,
     )
     session.add(row)
     return row, token
+
+
+def live_tokens(account_id: str, now: datetime) -> Select[ApiToken]:
+    """The query of ``account_id``'s live tokens: neither revoked nor expired at ``now``."""
+    return select(ApiToken).where(
+        ApiToken.account_id == account_id,
+        ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+    )
+
+
+def mint_token(
+    session: Session,
+    account_id: str,
+    now: datetime,
+    label: str,
+    expires_at: datetime | None,
+    max_live: int,
+) -> tuple[ApiToken, str]:
+    """A token an account asked for itself, while it holds fewer than ``max_live`` live
+    tokens (Conflict otherwise). The account's row is locked first, so racing requests
+    are counted one after another and cannot pass the cap together."""
+    session.get(Account, account_id, with_for_update=True)
+    live = session.scalar(select(func.count()).select_from(live_tokens(account_id, now).subquery()))
+    if (live or 0) >= max_live:
+        raise Conflict(
+            f"this account holds {live} live API tokens, the most allowed "
+            f"(max_tokens_per_account = {max_live}): revoke some first — "
+            "`suanli tokens list`, then `suanli tokens revoke TOKEN_ID` "
+            "(DELETE /v1/tokens/{token_id})"
+        )
+    return issue_token(session, account_id, now, label, expires_at=expires_at)
 
 
 def create_account(

@@ -12,9 +12,10 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from suanli.service.problems import Unauthorized
@@ -41,17 +42,23 @@ class Role(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: one account of one tenant, with one role."""
+    """Who is calling: one account of one tenant, with one role, by one token (which
+    expires at ``expires_at``; None: never)."""
 
     account_id: str
     tenant_id: str
     role: Role
     name: str
     token_id: str
+    expires_at: datetime | None = None
 
     @property
     def is_operator(self) -> bool:
         return self.role is Role.OPERATOR
+
+    def live_at(self, now: datetime) -> bool:
+        """False once the token has expired (a cached principal must not outlive it)."""
+        return self.expires_at is None or now < self.expires_at
 
 
 def new_token() -> str:
@@ -149,15 +156,22 @@ class TokenCache:
             self._recent.clear()
 
 
-def resolve_token(session: Session, token: str) -> Principal:
-    """The principal a live token belongs to; Unauthorized otherwise."""
+def resolve_token(session: Session, token: str, now: datetime) -> Principal:
+    """The principal a live token belongs to (not revoked, not expired at ``now``);
+    Unauthorized otherwise."""
     row = session.execute(
         select(ApiToken, Account)
         .join(Account, Account.id == ApiToken.account_id)
-        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        .where(
+            ApiToken.token_hash == hash_token(token),
+            ApiToken.revoked_at.is_(None),
+            or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+        )
     ).first()
     if row is None:
-        raise Unauthorized("unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+        raise Unauthorized(
+            "unknown, revoked or expired token", headers={"WWW-Authenticate": "Bearer"}
+        )
     tok, acc = row
     return Principal(
         account_id=acc.id,
@@ -165,4 +179,5 @@ def resolve_token(session: Session, token: str) -> Principal:
         role=Role(acc.role),
         name=acc.name,
         token_id=tok.id,
+        expires_at=tok.expires_at,
     )

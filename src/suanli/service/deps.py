@@ -68,7 +68,7 @@ def get_principal(
         raise Unauthorized("malformed token", headers={"WWW-Authenticate": "Bearer"})
     digest = hash_token(token)
     principal = rt.tokens.get(digest)
-    if principal is None:
+    if principal is None or not principal.live_at(rt.clock.now()):
         principal = _look_up(rt, limits, token, digest, host)
     request.state.principal = principal
     return principal
@@ -79,9 +79,11 @@ def _look_up(rt: Runtime, limits: RateLimits, token: str, digest: str, host: str
     failure spent from the address's budget."""
     try:
         if rt.tokens.is_unknown(digest):
-            raise Unauthorized("unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+            raise Unauthorized(
+                "unknown, revoked or expired token", headers={"WWW-Authenticate": "Bearer"}
+            )
         with rt.db.read() as session:
-            principal = resolve_token(session, token)
+            principal = resolve_token(session, token, rt.clock.now())
     except Unauthorized:
         rt.tokens.put_unknown(digest)
         limits.auth_failures.take(address_key(host))

@@ -55,6 +55,8 @@ class ServiceSettings(BaseSettings):
     auth_failures_per_min: float = Field(default=30.0, gt=0)
     auth_failure_burst: int = Field(default=30, gt=0)
     db_pool_size: int = Field(default=16, gt=0, le=200)
+    # Live API tokens one account may hold; minting past it asks to revoke some first.
+    max_tokens_per_account: int = Field(default=20, gt=0, le=10_000)
     # Site agents heartbeat this often; a site silent for the timeout is taken down and
     # its work placed again elsewhere (the timeout should be several intervals).
     agent_heartbeat_interval_s: float = Field(default=5.0, gt=0, le=3600)

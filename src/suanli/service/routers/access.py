@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -9,7 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.service.accounts import create_account, create_tenant, deposit, issue_token
+from suanli.service.accounts import create_account, create_tenant, deposit, live_tokens, mint_token
 from suanli.service.deps import (
     CurrentPrincipal,
     IdempotencyKey,
@@ -115,11 +116,22 @@ def get_me(rt: Rt, who: CurrentPrincipal) -> MeOut:
 
 @router.post("/tokens", status_code=201, response_model=TokenOut)
 def post_token(body: TokenCreate, rt: Rt, who: CurrentPrincipal) -> TokenOut:
-    """A new token for the caller's own account, shown once."""
+    """A new token for the caller's own account, shown once; optionally expiring after
+    ``expires_in_days``. 409 once the account holds ``max_tokens_per_account`` live
+    tokens: revoke some first."""
     now = rt.clock.now()
+    days = body.expires_in_days
+    expires_at = now + timedelta(days=days) if days is not None else None
 
     def run(session: Session) -> TokenOut:
-        row, token = issue_token(session, who.account_id, now, body.label or "")
+        row, token = mint_token(
+            session,
+            who.account_id,
+            now,
+            body.label or "",
+            expires_at,
+            rt.settings.max_tokens_per_account,
+        )
         out = TokenOut.model_validate(row)
         out.token = token
         return out
@@ -129,17 +141,21 @@ def post_token(body: TokenCreate, rt: Rt, who: CurrentPrincipal) -> TokenOut:
 
 @router.get("/tokens", response_model=list[TokenOut])
 def list_tokens(rt: Rt, who: CurrentPrincipal) -> list[TokenOut]:
+    """The caller's account's live tokens (neither revoked nor expired), oldest first;
+    ``current`` marks the one this request was made with. Tokens themselves are never
+    shown again."""
     with rt.db.read() as s:
-        rows = s.scalars(
-            select(ApiToken).where(
-                ApiToken.account_id == who.account_id, ApiToken.revoked_at.is_(None)
-            )
-        )
-        return [TokenOut.model_validate(r) for r in rows]
+        q = live_tokens(who.account_id, rt.clock.now()).order_by(ApiToken.created_at, ApiToken.id)
+        out = [TokenOut.model_validate(r) for r in s.scalars(q)]
+    for t in out:
+        t.current = t.id == who.token_id
+    return out
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: PathId, rt: Rt, who: CurrentPrincipal) -> None:
+    """Revoke one of the caller's own tokens (operators: anyone's); refused from the next
+    request on."""
     now = rt.clock.now()
 
     def run(session: Session) -> None:

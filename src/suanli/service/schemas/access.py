@@ -50,6 +50,9 @@ class TenantOut(Out):
 
 class TokenCreate(In):
     label: Name | None = None
+    expires_in_days: int | None = Field(
+        default=None, ge=1, le=3650, description="the token stops working after this; None: never"
+    )
 
 
 class TokenOut(Out):
@@ -57,6 +60,8 @@ class TokenOut(Out):
     prefix: str
     label: str
     created_at: datetime
+    expires_at: datetime | None = None
+    current: bool = Field(default=False, description="the token this request was made with")
     token: str | None = Field(default=None, description="shown once, at creation")
 
 

@@ -35,7 +35,10 @@ class Account(Base):
 
 
 class ApiToken(Base):
-    """A bearer token, stored as its SHA-256; the token itself is shown once."""
+    """A bearer token, stored as its SHA-256; the token itself is shown once.
+
+    Live while neither revoked nor past ``expires_at`` (None: it does not expire).
+    """
 
     __tablename__ = "api_tokens"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -45,6 +48,7 @@ class ApiToken(Base):
     label: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class IdempotencyRecord(Base):
