@@ -20,14 +20,9 @@ this run, never judged pass/fail.
 from __future__ import annotations
 
 import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,82 +31,27 @@ from typing import Any
 
 import numpy as np
 
-from suanli.sdk import ApiError, Client
+from suanli.bench._loopback import AgentProcess, ExchangeProcess, wait_for
+from suanli.sdk import Client
 
 __all__ = ["run_agents_bench"]
 
-SUANLI = str(Path(sys.executable).parent / "suanli")
 LOCAL_GPUS = 32  # simulated: the local site's one node (≤ 64 GPUs per node)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
-    return {**env, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1,localhost", **(extra or {})}
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-def _wait(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"gave up after {timeout_s:g} s waiting for {what}")
 
 
 @dataclass
 class _Exchange:
     url: str
     operator: Client
-    proc: subprocess.Popen[bytes]
+    proc: ExchangeProcess
     tmp: Path
 
 
 def _start_exchange(tmp: Path, clear_interval_s: float) -> _Exchange:
-    port = _free_port()
-    log = tmp / "exchange.log"
-    argv = [SUANLI, "up", "--no-agent", "--port", str(port), "--data-dir", str(tmp / "data")]
-    argv += ["--clear-interval", f"{clear_interval_s:g}"]
-    env = _env({"SUANLI_AGENT_HEARTBEAT_INTERVAL_S": "1", "SUANLI_AGENT_HEARTBEAT_TIMEOUT_S": "10"})
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=out, env=env, start_new_session=True)
-    token: list[str] = []
-
-    def printed() -> bool:
-        m = re.search(r"\b(sl_[A-Za-z0-9_-]{20,})", log.read_text(errors="replace"))
-        if m:
-            token.append(m.group(1))
-        return bool(m) or proc.poll() is not None
-
-    _wait(printed, 60, "the exchange's operator token")
-    if not token:
-        raise RuntimeError(f"the exchange did not start:\n{log.read_text()[-2000:]}")
-    op = Client(f"http://127.0.0.1:{port}", token[0], retries=2)
-
-    def healthy() -> bool:
-        try:
-            op.request("GET", "/healthz")
-        except ApiError:
-            return False
-        return True
-
-    _wait(healthy, 60, "the exchange to answer")
-    return _Exchange(op.url, op, proc, tmp)
+    env = {"SUANLI_AGENT_HEARTBEAT_INTERVAL_S": "1", "SUANLI_AGENT_HEARTBEAT_TIMEOUT_S": "10"}
+    proc = ExchangeProcess(tmp / "data", tmp / "exchange.log", clear_interval_s, env)
+    proc.start(60)
+    return _Exchange(proc.url, proc.client(), proc, tmp)
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -144,35 +84,24 @@ def _run_backend(
 ) -> dict[str, Any]:
     site = f"bench-{backend}"
     seller = ex.operator.create_tenant(f"dc-{backend}", [{"name": "agent", "role": "seller"}])
-    argv = [
-        SUANLI,
-        "agent",
-        "--exchange",
-        ex.url,
-        "--token",
+    agent = AgentProcess(
+        ex.proc,
         seller["accounts"][0]["token"],
-        "--backend",
         backend,
-        "--site",
         site,
-        "--city",
         "Shanghai",
-        "--reserve",
-        "5",
-        "--state-dir",
-        str(ex.tmp / site),
-        "--poll-interval",
-        "0.05",
-        "--lease-interval",
-        "0.1",
-        "--log-level",
-        "WARNING",
-        *agent_opts,
-    ]
-    with (ex.tmp / f"{site}.log").open("wb") as log:
-        agent = subprocess.Popen(argv, stdout=log, stderr=log, env=_env(), start_new_session=True)
+        5.0,
+        ex.tmp / site,
+        ex.tmp / f"{site}.log",
+        opts=(*agent_opts, "--log-level", "WARNING"),
+        poll_interval_s=0.05,
+        lease_interval_s=0.1,
+    )
+    agent.start()
+    assert agent.proc is not None
+    pid = agent.proc.pid
     try:
-        _wait(
+        wait_for(
             lambda: any(
                 str(p["id"]).startswith(f"{site}/") and p["on_offer"]
                 for p in ex.operator.request("GET", "/v1/pools", params={"limit": 1000})
@@ -180,7 +109,7 @@ def _run_backend(
             120,
             f"the {backend} agent to register (see {ex.tmp / site}.log)",
         )
-        cpu0 = _proc_cpu_s(agent.pid)
+        cpu0 = _proc_cpu_s(pid)
         t0 = time.monotonic()
         spec = {
             "kind": "job",
@@ -204,12 +133,12 @@ def _run_backend(
                 buyer.jobs(state=s, limit=1) for s in ("pending", "placed", "running", "preempted")
             )
 
-        _wait(done, 60 + jobs * 2.0, f"{jobs} {backend} jobs to end")
+        wait_for(done, 60 + jobs * 2.0, f"{jobs} {backend} jobs to end")
         wall_s = time.monotonic() - t0
-        cpu_s = _proc_cpu_s(agent.pid) - cpu0
-        rss_mb = _proc_peak_rss_mb(agent.pid)
+        cpu_s = _proc_cpu_s(pid) - cpu0
+        rss_mb = _proc_peak_rss_mb(pid)
     finally:
-        _stop(agent)
+        agent.stop()
     # The next backend's work must not land on this site.
     ex.operator.request(
         "POST",
@@ -334,7 +263,7 @@ def run_agents_bench(
             audit = list(ex.operator.request("GET", "/v1/ledger/audit"))
         finally:
             ex.operator.close()
-            _stop(ex.proc)
+            ex.proc.stop()
     notes.append(
         f"exchange: SQLite, a clearing round every {clear_interval_s:g} s; agents poll every "
         "0.05 s and lease every 0.1 s; local: "
