@@ -75,12 +75,13 @@ class Live:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+def live(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Live]:
+    """The exchange; a test may ask for another heartbeat timeout (indirect parameter)."""
     settings = ServiceSettings(
         data_dir=tmp_path / "exchange",
         clear_interval_s=0.2,
         agent_heartbeat_interval_s=0.3,
-        agent_heartbeat_timeout_s=2.0,
+        agent_heartbeat_timeout_s=getattr(request, "param", 2.0),
         service_horizon_h=HORIZON_H,
     )
     app = create_app(settings)
@@ -401,6 +402,7 @@ def test_a_killed_agents_work_dies_with_it_and_runs_again(
     assert live.audit() == []
 
 
+@pytest.mark.parametrize("live", [10.0], indirect=True)  # a restart well within the timeout
 def test_an_agent_restarted_quickly_gives_its_dead_local_work_back(
     live: Live, wait_until: Callable[..., None]
 ) -> None:
@@ -413,7 +415,7 @@ def test_an_agent_restarted_quickly_gives_its_dead_local_work_back(
         wait_until(lambda: _ran_s(job) >= 0.5, WAIT_S, "attempt 1 to have run 0.5 s")
         killed_at = datetime.now(UTC)
         _kill(proc)
-        proc = _agent_process(live, log)  # back before the 2 s timeout
+        proc = _agent_process(live, log)  # back before the 10 s timeout
         wait_until(lambda: live.state(job) == "succeeded", WAIT_S, "attempt 2 to finish")
     finally:
         _kill(proc)

@@ -77,7 +77,9 @@ class Exchange:
         reserve: float,
         *opts: str,
     ) -> subprocess.Popen[bytes]:
-        """Start ``suanli agent`` for ``site`` (its log in ``<tmp>/<site>.log``)."""
+        """Start ``suanli agent`` for ``site`` (its log in ``<tmp>/<site>.log``). Every
+        site's run folders are under ``<tmp>/runs``: a file system all sites reach, so
+        work moved to another site resumes from its checkpoints."""
         argv = [
             SUANLI,
             "agent",
@@ -95,6 +97,8 @@ class Exchange:
             f"{reserve:g}",
             "--state-dir",
             str(self.tmp / site),
+            "--runs-dir",
+            str(self.tmp / "runs"),
             "--poll-interval",
             "0.2",
             "--lease-interval",
@@ -189,7 +193,7 @@ SIZES = (1, 2, 1, 4, 1, 2, 8, 1, 2, 4, 1, 1, 2, 1, 8, 1, 4, 2, 1, 1, 2, 1, 4, 1)
 STEPS = (2, 4, 6, 3, 5, 2, 4, 6, 3, 5, 2, 4, 6, 3, 5, 2, 4, 6, 3, 5, 2, 4, 6, 3)  # 1-3 s
 
 
-def job_spec(i: int, ckpt_root: Path) -> dict[str, Any]:
+def job_spec(i: int) -> dict[str, Any]:
     gpus, steps = SIZES[i % len(SIZES)], STEPS[i % len(STEPS)]
     return {
         "kind": "job",
@@ -200,8 +204,8 @@ def job_spec(i: int, ckpt_root: Path) -> dict[str, Any]:
         "work_ref_gpu_hours": 0.02 * gpus,
         "bid_cny_per_ref_gpu_hour": 12.0,
         "data": {"origin_city": "Shanghai"},
-        # Checkpoints every 0.0001 h (0.36 s) into a folder both sites reach.
-        "checkpoint": {"every_h": 0.0001, "dir": str(ckpt_root / f"e2e-{i:02d}")},
+        # Checkpoints every 0.0001 h (0.36 s) into the work's folder in the shared runs.
+        "checkpoint": {"every_h": 0.0001},
     }
 
 
@@ -213,6 +217,15 @@ class Outcome:
     audit: list[str]
     kill_at_s: float
     done_at_s: float
+    saved_steps: dict[str, int]  # job id → steps checkpointed when the local agent died
+
+
+def _step(tmp: Path, job_id: str) -> int:
+    """The step a job last checkpointed (0: none), in the shared runs folder."""
+    try:
+        return int((tmp / "runs" / job_id / "checkpoints" / "step").read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def failover(
@@ -243,18 +256,21 @@ def failover(
         )
 
     wait(pools_up, 120, f"both sites' pools to register:\n{ex.agent_log(survivor_site)}")
-    ids = [str(buyer.submit(job_spec(i, ex.tmp / "ckpt"))["id"]) for i in range(n_jobs)]
+    ids = [str(buyer.submit(job_spec(i))["id"]) for i in range(n_jobs)]
 
     def running_locally() -> bool:
-        jobs = buyer.jobs(limit=1000)
-        return (
-            sum(j["state"] == "running" and j["pool_id"].startswith("e2e-local/") for j in jobs)
-            >= 2
-        )
+        local_jobs = [
+            j["id"]
+            for j in buyer.jobs(limit=1000)
+            if j["state"] == "running" and j["pool_id"].startswith("e2e-local/")
+        ]
+        # Two at work there, one with a checkpoint saved: its move must resume from it.
+        return len(local_jobs) >= 2 and any(_step(ex.tmp, i) >= 1 for i in local_jobs)
 
-    wait(running_locally, 60, "two jobs to run on the local site")
+    wait(running_locally, 60, "two jobs to run on the local site, one past a checkpoint")
     stop_process(local, signal.SIGKILL)
     kill_at = time.monotonic() - t0
+    saved = {i: _step(ex.tmp, i) for i in ids}
 
     def all_done() -> bool:
         return all(
@@ -268,7 +284,7 @@ def failover(
     usage = buyer.usage(limit=1000)
     audit = list(ex.operator.request("GET", "/v1/ledger/audit"))
     buyer.close()
-    return Outcome(jobs, events, usage, audit, kill_at, done_at)
+    return Outcome(jobs, events, usage, audit, kill_at, done_at, saved)
 
 
 @pytest.fixture

@@ -54,11 +54,14 @@ def _check(outcome: Any, survivor_site: str, backend: str) -> None:
         assert evs[-2]["data"]["site_id"] == survivor_site and evs[-2]["data"]["backend_job_id"]
         done = evs[-1]["data"]
         assert done["usage"]["source"] == SURVIVOR_SOURCES[backend]
-        # Resumed from its checkpoint: the survivor's attempt started where local left off.
+        # Resumed from its checkpoint: the survivor's attempt started where local left off
+        # (local work dies with its agent, so that is the step saved at the kill).
         m = re.search(r"attempt (\d+) on (\w+): resumed at step (\d+)", done["log_tail"])
         assert m is not None and m.group(2) == backend, done["log_tail"]
+        assert int(m.group(3)) == outcome.saved_steps[j["id"]], done["log_tail"]
         if "running" in to[: to.index("preempted")]:
-            assert int(m.group(1)) >= 2 and int(m.group(3)) > 0, done["log_tail"]
+            assert int(m.group(1)) >= 2, done["log_tail"]
+    assert any(outcome.saved_steps[j["id"]] > 0 for j in moved), "no moved job had a checkpoint"
 
     # 8-GPU work fits only the survivor's 8-GPU node.
     for j in jobs:

@@ -93,7 +93,10 @@ class AgentRunner:
         self._next_register = self._next_heartbeat = self._next_lease = 0.0
         self._interval_s = 5.0
         self._timeout_s = 30.0
-        self._heard_at: float | None = None  # when the exchange last answered (monotonic)
+        # When the last call the exchange counts as a sign of life (register, heartbeat,
+        # lease) was *sent*, among those answered: the exchange heard it no earlier, so its
+        # sweep never comes before this agent's own expiry (monotonic).
+        self._heard_at: float | None = None
         self._backoff_s = 0.0
         self._adopted = False
         self._killer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suanli-kill")
@@ -168,6 +171,7 @@ class AgentRunner:
         if not self._adopted:
             self._adopted = True
             self._let_go_of_local()
+        sent = self._mono()
         cap = self.backend.discover()
         reg = self.link.register(
             cap,
@@ -184,7 +188,7 @@ class AgentRunner:
         models = {p.name: p.gpu_model for p in cap.pools}
         self._pool_models = {pool_id: models[name] for name, pool_id in reg.pools.items()}
         self.session = reg.session
-        self._schedule_heartbeat(reg.heartbeat_interval_s, reg.heartbeat_timeout_s)
+        self._schedule_heartbeat(reg.heartbeat_interval_s, reg.heartbeat_timeout_s, sent)
         self._next_lease = 0.0
         log.info(
             "registered site %s (%s): pools %s%s",
@@ -197,13 +201,16 @@ class AgentRunner:
             log.info("exchange: %s", note)
         self._apply_stops(reg.stop)
 
-    def _schedule_heartbeat(self, interval_s: float, timeout_s: float) -> None:
-        """The exchange answered: note when, and when to call again."""
+    def _schedule_heartbeat(self, interval_s: float, timeout_s: float, sent: float) -> None:
+        """The exchange answered a call sent at ``sent``: note it, and when to call again."""
         # At least three heartbeats per timeout, whatever the exchange suggests.
         self._interval_s = min(interval_s, timeout_s / 3)
         self._timeout_s = timeout_s
-        self._heard_at = self._mono()
-        self._next_heartbeat = self._heard_at + self._interval_s
+        self._heard(sent)
+        self._next_heartbeat = self._mono() + self._interval_s
+
+    def _heard(self, sent: float) -> None:
+        self._heard_at = sent if self._heard_at is None else max(self._heard_at, sent)
 
     def _expire(self) -> None:
         """Stop all held work once the exchange has not answered for its timeout: it has
@@ -235,6 +242,7 @@ class AgentRunner:
             for h in self.journal.held.values()
             if h.allocation_id not in parked
         ]
+        sent = self._mono()
         try:
             reply = self.link.heartbeat(
                 self.session, held, self.replicas.health(self.journal.held.values())
@@ -243,7 +251,7 @@ class AgentRunner:
             log.warning("fenced: %s", exc)
             self.session = None
             return
-        self._schedule_heartbeat(reply.heartbeat_interval_s, reply.heartbeat_timeout_s)
+        self._schedule_heartbeat(reply.heartbeat_interval_s, reply.heartbeat_timeout_s, sent)
         self._apply_stops(reply.stop)
 
     def _apply_stops(self, stops: tuple[StopOrder, ...]) -> None:
@@ -287,12 +295,14 @@ class AgentRunner:
 
     def _lease(self) -> None:
         assert self.session is not None
+        sent = self._mono()
         try:
             leases = self.link.lease(self.session, self.settings.lease_limit)
         except Fenced as exc:
             log.warning("fenced: %s", exc)
             self.session = None
             return
+        self._heard(sent)
         for lease in leases:
             if lease.allocation_id in self.journal.held:
                 # Leased again after the lease timed out: the same work, a new token.
