@@ -246,6 +246,15 @@ def alive() -> Callable[[int], bool]:
     return _alive
 
 
+@pytest.fixture(scope="session")
+def processes_of() -> Callable[[str], list[int]]:
+    """``processes_of(work_id)``: live host pids of a work's job — every process whose
+    environment names it, its sandbox's included (pids inside a sandbox are its own)."""
+    from suanli.bench._procscan import with_env
+
+    return lambda work_id: with_env(f"SUANLI_WORK_ID={work_id}")
+
+
 # ----- the real clusters -----------------------------------------------------------------
 
 

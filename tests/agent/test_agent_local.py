@@ -126,6 +126,7 @@ def test_cancel_kills_every_process_of_the_job(
     wait_until: Callable[..., None],
     child_command: str,
     alive: Callable[[int], bool],
+    processes_of: Callable[[str], list[int]],
 ) -> None:
     handle = local.submit(WorkSpec(id="long-1", command=child_command, gpus=1))
     workdir = tmp_path / "runs" / "suanli-long-1-1" / "work"
@@ -135,7 +136,7 @@ def test_cancel_kills_every_process_of_the_job(
         "the job to start",
     )
     # Pids inside the sandbox are its own namespace's: find the job's on the host.
-    procs = _processes_of("long-1")
+    procs = processes_of("long-1")
     assert len(procs) >= 2 and all(alive(p) for p in procs)
 
     local.cancel(handle)  # TERM, then KILL after 0.5 s for the child that ignores TERM
@@ -144,40 +145,27 @@ def test_cancel_kills_every_process_of_the_job(
     assert st.state is JobState.CANCELLED
     assert st.exit_code == 143  # 128 + SIGTERM: the leader took the TERM
     assert not any(alive(p) for p in procs)
-    assert _processes_of("long-1") == []
+    assert processes_of("long-1") == []
     assert local.discover().pools[0].gpus_free == 4
 
 
 def test_cancel_reaches_a_process_that_left_the_group(
-    local: LocalBackend, tmp_path: Path, wait_until: Callable[..., None]
+    local: LocalBackend,
+    tmp_path: Path,
+    wait_until: Callable[..., None],
+    processes_of: Callable[[str], list[int]],
 ) -> None:
     # setsid: a new session and process group, as a daemon would make.
     command = "setsid sh -c 'trap \"\" TERM; sleep 600' & echo started > up; sleep 600"
     handle = local.submit(WorkSpec(id="escape-1", command=command))
     workdir = tmp_path / "runs" / "suanli-escape-1-1" / "work"
     wait_until(lambda: (workdir / "up").exists(), 20, "the job to start")
-    wait_until(lambda: len(_processes_of("escape-1")) >= 3, 20, "the daemon to start")
+    wait_until(lambda: len(processes_of("escape-1")) >= 3, 20, "the daemon to start")
 
     local.cancel(handle)
 
     assert local.status(handle).state is JobState.CANCELLED
-    assert _processes_of("escape-1") == []  # the pid namespace took it along
-
-
-def _processes_of(work_id: str) -> list[int]:
-    """Live host pids whose environment names ``work_id``: the job's processes and the
-    bubblewrap processes of its sandbox."""
-    want = f"SUANLI_WORK_ID={work_id}".encode()
-    out = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if want in env and stat[stat.rfind(")") + 2] not in "ZX":
-            out.append(int(entry.name))
-    return out
+    assert processes_of("escape-1") == []  # the pid namespace took it along
 
 
 def test_concurrent_jobs_get_disjoint_gpus_and_extra_work_waits(

@@ -30,6 +30,7 @@ import uvicorn
 from suanli.agent.exchange import ExchangeLink
 from suanli.agent.local import local_backend
 from suanli.agent.runner import AgentRunner, AgentSettings
+from suanli.bench._procscan import with_env
 from suanli.sdk import Client
 from suanli.service.app import bootstrap, create_app
 from suanli.service.settings import ServiceSettings
@@ -451,18 +452,8 @@ def test_an_agent_cut_off_from_the_exchange_stops_its_work_when_the_lease_expire
 
 
 def _processes_of(work_id: str) -> list[int]:
-    """Live host pids whose environment names ``work_id`` (its sandbox included)."""
-    want = f"SUANLI_WORK_ID={work_id}".encode()
-    out = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if want in env and stat[stat.rfind(")") + 2] not in "ZX":
-            out.append(int(entry.name))
-    return out
+    """Live host pids of a work's job, its sandbox's included."""
+    return with_env(f"SUANLI_WORK_ID={work_id}")
 
 
 class _Proxy:

@@ -180,18 +180,18 @@ def test_processes_past_the_limit_cannot_start(site: Site, wait_until: Callable[
 
 
 def test_a_fork_bomb_is_contained_and_cancelled(
-    site: Site, wait_until: Callable[..., None]
+    site: Site, wait_until: Callable[..., None], processes_of: Callable[[str], list[int]]
 ) -> None:
     backend = site.backend(limits={"max_processes": 32, "cpu_hours": 1})
     handle = backend.submit(WorkSpec(id="bomb", command="b() { b | b & }; b; sleep 600"))
     wait_until(
         lambda: "Cannot fork" in backend.status(handle).log_tail, 30, "the bomb to hit its limit"
     )
-    assert len(_job_pids("bomb")) <= 32 + 2  # its user's limit, plus bwrap's two
+    assert len(processes_of("bomb")) <= 32 + 2  # its user's limit, plus bwrap's two
     assert backend.status(handle).state is JobState.RUNNING  # its leader lives on
     backend.cancel(handle)
     assert backend.status(handle).state is JobState.CANCELLED
-    wait_until(lambda: not _job_pids("bomb"), 10, "every process of the bomb to go")
+    wait_until(lambda: not processes_of("bomb"), 10, "every process of the bomb to go")
 
 
 def test_without_bubblewrap_the_agent_refuses_and_says_how_to_fix_it(site: Site) -> None:
@@ -203,20 +203,6 @@ def test_unsafe_no_sandbox_is_declared_to_sellers(site: Site) -> None:
     backend = site.backend(enabled=False)
     reasons = [lim.reason for lim in backend.limitations()]
     assert any(r.startswith("UNSAFE") for r in reasons)
-
-
-def _job_pids(work_id: str) -> list[int]:
-    want = f"SUANLI_WORK_ID={work_id}".encode()
-    out = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if want in (entry / "environ").read_bytes().split(b"\0"):
-                stat = (entry / "stat").read_text()
-                if stat[stat.rfind(")") + 2] not in "ZX":
-                    out.append(int(entry.name))
-        except OSError:
-            continue
-    return out
 
 
 def test_settings_default_to_the_sandbox() -> None:
