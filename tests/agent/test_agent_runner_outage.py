@@ -14,6 +14,7 @@ registers, so the exchange moves the work on (attempt 2) instead of offering it 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ class ScriptedExchange:
     allocs: list[_Alloc] = field(default_factory=lambda: [_Alloc("alloc-1", 1)])
     job_state: str = "placed"
     calls: list[str] = field(default_factory=list)
+    heartbeats: list[list[tuple[str, str]]] = field(default_factory=list)
     _tokens: int = 0
 
     def _call(self, what: str) -> None:
@@ -77,6 +79,7 @@ class ScriptedExchange:
 
     def heartbeat(self, session: str, held: Any, replicas: Any = ()) -> HeartbeatReply:
         self._call("heartbeat")
+        self.heartbeats.append(list(held))
         return HeartbeatReply(True, (), INTERVAL_S, TIMEOUT_S)
 
     def lease(self, session: str, limit: int = 100) -> list[Lease]:
@@ -128,6 +131,7 @@ class OneNameOnce:
     def __init__(self) -> None:
         self.names: list[str] = []
         self.cancelled: set[str] = set()
+        self.done: set[str] = set()
 
     def limitations(self) -> tuple[()]:
         return ()
@@ -143,6 +147,8 @@ class OneNameOnce:
         return Handle("local", work.job_name, work.id, work.attempt, work.gpus)
 
     def status(self, handle: Handle) -> JobStatus:
+        if handle.id in self.done:
+            return JobStatus(JobState.SUCCEEDED, 0, "exited 0", "")
         if handle.id in self.cancelled:
             return JobStatus(JobState.CANCELLED, None, "cancelled", "")
         return JobStatus(JobState.RUNNING, None, "running", "")
@@ -162,9 +168,21 @@ def clock() -> list[float]:
     return [1000.0]
 
 
+_RUNNERS: list[AgentRunner] = []
+
+
+@pytest.fixture(autouse=True)
+def _shut_down() -> Iterator[None]:
+    yield
+    while _RUNNERS:
+        _RUNNERS.pop().shutdown(cancel_running=False, flush_timeout_s=0)
+
+
 def _runner(tmp_path: Path, ex: ScriptedExchange, clock: list[float]) -> AgentRunner:
     settings = AgentSettings(site_id="s", state_dir=tmp_path / "state", poll_interval_s=0.1)
-    return AgentRunner(OneNameOnce(), ex, settings, monotonic=lambda: clock[0])  # type: ignore[arg-type]
+    runner = AgentRunner(OneNameOnce(), ex, settings, monotonic=lambda: clock[0])  # type: ignore[arg-type]
+    _RUNNERS.append(runner)
+    return runner
 
 
 def _step(runner: AgentRunner, clock: list[float], dt_s: float = 0.5) -> None:
@@ -194,7 +212,6 @@ def test_work_stopped_in_an_outage_moves_on_instead_of_failing_as_a_duplicate(
         (1, True, True),
         (2, True, False),
     ]
-    runner.shutdown(cancel_running=False, flush_timeout_s=0)
 
 
 class _Pauses:
@@ -226,4 +243,36 @@ def test_an_agent_keeps_calling_a_down_exchange_once_per_heartbeat_interval(
     # exchange is back, it hears this agent within one interval, long before the timeout.
     backoffs = [p for p in stop.pauses if p != runner.settings.poll_interval_s]
     assert backoffs[0] == 0.5 and max(backoffs) == INTERVAL_S, stop.pauses
-    runner.shutdown(cancel_running=False, flush_timeout_s=0)
+
+
+def test_work_whose_end_is_undelivered_is_still_claimed_at_heartbeats(
+    tmp_path: Path, clock: list[float]
+) -> None:
+    # The exchange offers again a lease older than an interval that the agent does not
+    # claim; work that ended while the exchange was down must not look like that.
+    ex = ScriptedExchange()
+    runner = _runner(tmp_path, ex, clock)
+    _step(runner, clock)  # alloc-1 leased, started
+    _step(runner, clock)  # "running" delivered
+    runner.backend.done.add("suanli-job-1-1")  # type: ignore[attr-defined]
+    ex.down = True
+    _step(runner, clock, 0.1)  # ended: "succeeded" queued, not delivered
+    assert "alloc-1" not in runner.journal.held and runner.journal.outbox
+    ex.down = False
+    _step(runner, clock, 1.0)  # heartbeat first, then the report
+    assert ex.heartbeats[-1] == [("alloc-1", "t1")]
+    assert ex.calls[-1] == "report succeeded" and ex.job_state == "succeeded"
+
+
+def test_a_stale_report_does_not_stop_the_same_work_leased_again(
+    tmp_path: Path, clock: list[float]
+) -> None:
+    ex = ScriptedExchange()
+    runner = _runner(tmp_path, ex, clock)
+    _step(runner, clock)  # alloc-1 leased under t1, started
+    ex.down = True
+    _step(runner, clock)  # "running" (t1) queued, not delivered
+    ex.down, ex.allocs[0].leased = False, False  # its lease timed out: offered again
+    _step(runner, clock)  # leased again under t2; the t1 report is stale
+    assert ex.allocs[0].token == "t2" and runner.journal.held["alloc-1"].token == "t2"
+    assert "suanli-job-1-1" not in runner.backend.cancelled  # type: ignore[attr-defined]

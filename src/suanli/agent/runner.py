@@ -242,6 +242,14 @@ class AgentRunner:
             for h in self.journal.held.values()
             if h.allocation_id not in parked
         ]
+        # Work whose end is not yet delivered is still this agent's to speak for: claimed,
+        # so the exchange never offers it again meanwhile.
+        claimed = {a for a, _ in held} | parked
+        for out in self.journal.outbox.values():
+            alloc, token = out.body.get("allocation_id"), out.body.get("lease_token")
+            if isinstance(alloc, str) and isinstance(token, str) and alloc not in claimed:
+                claimed.add(alloc)
+                held.append((alloc, token))
         sent = self._mono()
         try:
             reply = self.link.heartbeat(
@@ -454,7 +462,9 @@ class AgentRunner:
             except Stale as exc:
                 log.info("report %s refused: %s", out.key, exc)
                 held = self.journal.held.get(str(out.body.get("allocation_id", "")))
-                if held is not None:  # whatever this lease still runs is not wanted
+                # Whatever this lease still runs is not wanted; the same work leased
+                # again since (a new token) is.
+                if held is not None and held.token == out.body.get("lease_token"):
                     self._stop(held)
             except ApiError as exc:
                 if exc.status is None or exc.status >= 500 or exc.status == 429:

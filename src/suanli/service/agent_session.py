@@ -2,7 +2,10 @@
 
 A registration (``agents.register_agent``) opens a *session* for a site; heartbeats and
 leases carry it. ``heartbeat`` proves it alive, stores replicas' health and answers with
-stop orders (work cancelled by its buyer, moved away, or whose replica horizon ended).
+stop orders (work cancelled by its buyer, moved away, or whose replica horizon ended);
+work leased to the site more than a heartbeat interval ago that never started and that
+the agent does not hold is offered again (the lease's answer never reached the agent:
+the exchange died before sending it).
 ``sweep_silent_sites`` takes down a site whose agent has not called for the heartbeat
 timeout: its session ends (the agent is *fenced*: whatever it says later is refused) and
 its work is preempted — billed up to the last heartbeat — for the next round to place
@@ -38,6 +41,7 @@ __all__ = [
     "heartbeat",
     "new_token",
     "own_site",
+    "reoffer_unheld",
     "stop_orders",
     "sweep_silent_sites",
 ]
@@ -80,6 +84,8 @@ def heartbeat(
     check_session(site, body.session)
     site.agent_seen_at = now
     stop = stop_orders(session, site, body.held)
+    leased_before = now - timedelta(seconds=settings.agent_heartbeat_interval_s)
+    reoffer_unheld(session, site, body.held, leased_before)
     for rep in body.replicas:
         alloc = session.get(AllocationRow, rep.allocation_id)
         if alloc is None or alloc.kind != "replica" or not alloc.active:
@@ -148,6 +154,34 @@ def stop_orders(session: Session, site: SiteRow, held: Sequence[HeldLease]) -> l
                 StopOrder(allocation_id=alloc.id, reason="leased again since: this lease is over")
             )
     return out
+
+
+def reoffer_unheld(
+    session: Session, site: SiteRow, held: Sequence[HeldLease], leased_before: datetime
+) -> int:
+    """Offer again the site's work leased before ``leased_before`` that never started and
+    that the agent does not hold (it never got the lease). An agent holds every lease it
+    was given until it has said how it ended, so nothing it runs is offered twice.
+    Returns how many."""
+    claimed = {h.allocation_id for h in held}
+    pools = select(PoolRow.id).where(PoolRow.site_id == site.id)
+    lost = [
+        alloc
+        for alloc in session.scalars(
+            select(AllocationRow)
+            .where(
+                AllocationRow.active.is_(True),
+                AllocationRow.pool_id.in_(pools),
+                AllocationRow.started_at.is_(None),
+                AllocationRow.leased_at < leased_before,
+            )
+            .with_for_update()
+        )
+        if alloc.id not in claimed
+    ]
+    for alloc in lost:
+        alloc.leased_at, alloc.lease_token = None, None
+    return len(lost)
 
 
 def _horizon_ended(session: Session, alloc: AllocationRow) -> bool:
