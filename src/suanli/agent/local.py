@@ -282,16 +282,13 @@ class LocalBackend:
         )
         try:
             box = self._confine(job)
-            if self.sandbox.enabled:
-                # Its own home and /tmp: nothing of the agent's user leaks in.
-                env |= {"HOME": str(box.workdir), "TMPDIR": "/tmp"}
-                for name in ("USER", "LOGNAME"):
-                    env.pop(name, None)
+            env = self.sandbox.environment(env, box)
             command = self.sandbox.command(argv, box)
             job.proc = self._spawner.start(lambda: self._popen(job, command, env))
-        except OSError as exc:
+        except (OSError, BackendError) as exc:
             job.state, job.exit_code = JobState.FAILED, 127
-            job.reason = f"could not start {argv[0]!r}: {exc.strerror or exc}"
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            job.reason = f"could not start {argv[0]!r}: {why}"
             self._give_back(job)
             job.done.set()
             return

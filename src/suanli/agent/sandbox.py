@@ -50,7 +50,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,9 +245,22 @@ class Sandbox:
         for d in box.writable:
             _chown_tree(d, box.uid)
 
+    def environment(self, env: Mapping[str, str], box: Confinement) -> dict[str, str]:
+        """A job's environment inside its sandbox: its own home and /tmp, nothing naming
+        the agent's user (unchanged without the sandbox)."""
+        if not self.enabled:
+            return dict(env)
+        drop = ("USER", "LOGNAME")
+        return {
+            **{k: v for k, v in env.items() if k not in drop},
+            "HOME": str(box.workdir),
+            "TMPDIR": "/tmp",
+        }
+
     def command(self, argv: Sequence[str], box: Confinement) -> list[str]:
         """``argv`` wrapped: bubblewrap → (root: drop to the job's user) → limits → argv.
-        Without the sandbox only the parent-death signal is added (see ``UNSAFE``)."""
+        Without the sandbox only the parent-death signal is added (the job leader dies
+        with the agent; its children may not)."""
         if not self.enabled:
             return [*self._pdeath(), *argv]
         return [*self._bwrap(box), *self._drop(box), *self._limits(box), "--", *argv]
