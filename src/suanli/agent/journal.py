@@ -67,11 +67,11 @@ class Journal:
     """The held work and the outbox, mirrored to ``<state_dir>/journal.jsonl``."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = state_dir / FILE
         self.held: dict[str, Held] = {}
         self.outbox: dict[str, Outgoing] = {}  # insertion order is sending order
-        self._lock = (state_dir / "agent.lock").open("ab")
+        self._lock = os.fdopen(_private(state_dir / "agent.lock", os.O_APPEND), "ab")
         try:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -164,7 +164,9 @@ class Journal:
 
     def _compact(self) -> IO[str]:
         tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
+        # Leases carry tokens and commands: the file is the owner's alone from its first
+        # byte (the rename keeps the mode; appends reopen the same file).
+        with os.fdopen(_private(tmp, os.O_TRUNC), "w", encoding="utf-8") as f:
             for held in self.held.values():
                 lines: list[dict[str, Any]] = [
                     {
@@ -193,6 +195,13 @@ class Journal:
         tmp.replace(self.path)
         self._appended = 0
         return self.path.open("a", encoding="utf-8")
+
+
+def _private(path: Path, flags: int) -> int:
+    """A descriptor open for writing on ``path``, created or narrowed to mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def _handle_json(h: Handle) -> dict[str, Any]:

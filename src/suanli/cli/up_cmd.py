@@ -115,6 +115,12 @@ def up(
         errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(f"invalid settings: {errs}") from None
     settings.check_safe()
+    from suanli.cli._data_dir import claim_data_dir, database_problem
+
+    # Checked and held before anything starts: an unusable or busy data dir is one clear
+    # line and exit 2. It holds the SQLite file and the local agent's journal.
+    uses_dir = settings.database_url is None or agent
+    claim = claim_data_dir(settings.data_dir) if uses_dir else None
 
     def on_round(summary: Any) -> None:
         if summary.round_id is None:
@@ -129,10 +135,17 @@ def up(
             highlight=False,
         )
 
-    app = create_app(settings, on_round=on_round)
-    rt = runtime_of(app)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        app = create_app(settings, on_round=on_round)
+        rt = runtime_of(app)
+        token = bootstrap(app)
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        if claim is not None:
+            claim.close()
+        raise database_problem(exc, _where(settings)) from None
     url = f"http://{settings.host}:{settings.port}"
-    token = bootstrap(app)
     if token is None and new_operator_token:
         token = _fresh_operator_token(app)
     console.print(
@@ -213,6 +226,8 @@ def up(
     finally:
         if driver is not None:
             driver.stop()
+        if claim is not None:
+            claim.close()
 
 
 def _server(

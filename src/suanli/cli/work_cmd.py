@@ -26,11 +26,9 @@ def submit(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Submit a job or a service file; it is placed by the next clearing round."""
-    from suanli.specs._parse import load_document
+    from suanli.cli._spec_file import read_spec_file
 
-    spec = load_document(path)
-    if not isinstance(spec, dict):
-        raise InvalidInput(f"{path}: expected a mapping (kind: job|service, name: …)")
+    spec = read_spec_file(path)  # refuses alias bombs, huge files and NaN before sending
     with client() as c:
         try:
             out = c.submit(spec)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Mapping
@@ -73,13 +74,21 @@ def load_config() -> dict[str, str]:
 
 
 def save_config(url: str, token: str) -> Path:
-    """Save a login (readable by the user only)."""
+    """Save a login, readable by the user only from its first byte: written to a private
+    temporary file (``mkstemp``: mode 0600) in the same folder, then renamed over the old
+    one, so a reader never sees half a file or a moment of a wider mode."""
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "token": token}), encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"url": url, "token": token}))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
