@@ -82,9 +82,9 @@ def test_a_bad_token_costs_one_lookup_while_cached(
     lookups: list[str] = []
     real = resolve_token
 
-    def counting(session: Any, token: str) -> Any:
+    def counting(session: Any, token: str, *rest: Any) -> Any:
         lookups.append(token)
-        return real(session, token)
+        return real(session, token, *rest)
 
     monkeypatch.setattr("suanli.service.deps.resolve_token", counting)
     bad = {"Authorization": "Bearer sl_not-a-token"}
