@@ -182,6 +182,10 @@ class AgentProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def registrations(self) -> int:
+        """How many times an agent of this site has registered, by its log."""
+        return self.tail(10**9).count(f"registered site {self.site} ")
+
     def kill(self) -> None:
         """kill -9, and reap it (its jobs are not touched)."""
         if self.proc is not None:

@@ -246,8 +246,18 @@ def _kill(run: _Run, kill: KillPlan, t0: float) -> None:
         record["job_processes"] = len(jobs)
         record["outlived_agent"] = len(alive(jobs))
         time.sleep(max(0.0, kill.down_s - run.settings.orphan_grace_s))
+        before = agent.registrations()
         agent.start()
+        started = time.monotonic()
+
+        def back() -> bool:
+            if not agent.alive():
+                raise RuntimeError(f"agent {agent.site} did not restart:\n{agent.tail()}")
+            return agent.registrations() > before
+
+        wait_for(back, 300, f"agent {agent.site} to register again")
         record["down_s"] = round(kill.down_s, 1)
+        record["registered_after_s"] = round(time.monotonic() - started, 1)
     run.kills.append(record)
 
 

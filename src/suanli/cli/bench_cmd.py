@@ -316,7 +316,8 @@ def _print_chaos(r: dict[str, Any]) -> None:
     )
     for k in r["kills"]:
         outlived = (
-            f", {k['outlived_agent']} of its {k['job_processes']} job processes outlived it"
+            f", {k['outlived_agent']} of its {k['job_processes']} job processes outlived it; "
+            f"registered again {k['registered_after_s']} s after its restart"
             if "job_processes" in k
             else ""
         )
