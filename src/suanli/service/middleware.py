@@ -132,14 +132,15 @@ class EdgeMiddleware:
             elif not self.tokens.was_valid(digest):
                 wait_s = self.limits.auth_failures.wait_s(key)
                 if wait_s > 0:
+                    retry_s = max(1, round(wait_s + 0.5))
                     await _problem(
                         send,
                         429,
                         "rate-limited",
                         "Too many failed authentications",
                         "too many requests with unknown tokens from this address; "
-                        f"retry in {wait_s:.0f} s",
-                        {"retry-after": str(max(1, round(wait_s + 0.5)))},
+                        f"retry in {retry_s} s",
+                        {"retry-after": str(retry_s)},
                     )
                     return True
         wait_s = self.limits.requests.take(key)
