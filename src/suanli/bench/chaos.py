@@ -238,27 +238,35 @@ def _kill(run: _Run, kill: KillPlan, t0: float) -> None:
         run.exchange.start()
         record["down_s"] = round(time.monotonic() - started, 1)
     else:
-        agent = run.agents[kill.target]
-        pid = agent.proc.pid if agent.proc is not None else -1
-        jobs = set(with_env(run.marker)) & descendants(pid)
-        agent.kill()
-        time.sleep(run.settings.orphan_grace_s)
-        record["job_processes"] = len(jobs)
-        record["outlived_agent"] = len(alive(jobs))
-        time.sleep(max(0.0, kill.down_s - run.settings.orphan_grace_s))
-        before = agent.registrations()
-        agent.start()
-        started = time.monotonic()
-
-        def back() -> bool:
-            if not agent.alive():
-                raise RuntimeError(f"agent {agent.site} did not restart:\n{agent.tail()}")
-            return agent.registrations() > before
-
-        wait_for(back, 300, f"agent {agent.site} to register again")
-        record["down_s"] = round(kill.down_s, 1)
-        record["registered_after_s"] = round(time.monotonic() - started, 1)
+        record |= _kill_agent(run, run.agents[kill.target], kill.down_s)
     run.kills.append(record)
+
+
+def _kill_agent(run: _Run, agent: AgentProcess, down_s: float) -> dict[str, Any]:
+    """kill -9 an agent; ``orphan_grace_s`` later, count its job processes still alive;
+    start it again after ``down_s`` and wait until it has registered."""
+    pid = agent.proc.pid if agent.proc is not None else -1
+    jobs = set(with_env(run.marker)) & descendants(pid)
+    agent.kill()
+    time.sleep(run.settings.orphan_grace_s)
+    outlived = len(alive(jobs))
+    time.sleep(max(0.0, down_s - run.settings.orphan_grace_s))
+    before = agent.registrations()
+    agent.start()
+    started = time.monotonic()
+
+    def back() -> bool:
+        if not agent.alive():
+            raise RuntimeError(f"agent {agent.site} did not restart:\n{agent.tail()}")
+        return agent.registrations() > before
+
+    wait_for(back, 300, f"agent {agent.site} to register again")
+    return {
+        "down_s": round(down_s, 1),
+        "job_processes": len(jobs),
+        "outlived_agent": outlived,
+        "registered_after_s": round(time.monotonic() - started, 1),
+    }
 
 
 def _wait_ended(buyer: Client, count: float, deadline: float) -> int:
