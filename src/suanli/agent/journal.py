@@ -117,6 +117,19 @@ class Journal:
         self.held.pop(alloc, None)
         self._append({"op": "drop", "alloc": alloc})
 
+    def claims(self, parked: set[str]) -> list[tuple[str, str]]:
+        """(allocation, lease token) of the work this agent still speaks for, for a
+        heartbeat: what it holds, but ``parked`` replicas, and work whose end is queued
+        but not yet delivered — so the exchange never offers that again meanwhile."""
+        out = [(a, h.token) for a, h in self.held.items() if a not in parked]
+        seen = {a for a, _ in out} | parked
+        for item in self.outbox.values():
+            alloc, token = item.body.get("allocation_id"), item.body.get("lease_token")
+            if isinstance(alloc, str) and isinstance(token, str) and alloc not in seen:
+                seen.add(alloc)
+                out.append((alloc, token))
+        return out
+
     def close(self) -> None:
         self._file.close()
         fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suanli.agent._proc import stop_group
+from suanli.agent.backend import Handle
 
-__all__ = ["Orphan", "find_orphans", "stop_orphans"]
+__all__ = ["Orphan", "find_orphans", "stop_leftovers", "stop_orphans"]
 
 _PROC = Path("/proc")
 
@@ -64,6 +65,12 @@ def stop_orphans(orphan: Orphan, grace_s: float) -> None:
     """TERM each group, KILL what is left after ``grace_s``."""
     for pgid in orphan.pgids:
         stop_group(pgid, grace_s)
+
+
+def stop_leftovers(handle: Handle, grace_s: float) -> None:
+    """Stop whatever is left of a local job's processes (none for sandboxed work, which
+    died with its agent)."""
+    stop_orphans(find_orphans(handle.work_id, handle.attempt, handle.backend), grace_s)
 
 
 def _boot_time_s() -> float:

@@ -8,10 +8,10 @@ One loop, a step every ``poll_interval_s``::
     lease         placed work on this site's pools → WorkSpecs → backend.submit
     flush         send queued reports, in order, each under its own Idempotency-Key
 
-Work runs only while the exchange hears this agent: when no registration or heartbeat has
-been answered for the exchange's heartbeat timeout, the exchange has taken the site down
-and placed the work again elsewhere, so the agent stops it too (``_expire``) — within one
-poll of the timeout — instead of running it twice, unmetered.
+Work runs only while the exchange hears this agent: when no registration, heartbeat or
+lease has been answered for the exchange's heartbeat timeout (``contact``), the exchange
+has taken the site down and placed the work again elsewhere, so the agent stops it too —
+within one poll of the timeout — instead of running it twice, unmetered.
 
 Everything the agent holds and every report it has not yet delivered is in its journal
 (``journal``), so a restarted agent carries on: Slurm and Ray jobs are picked up again by
@@ -45,9 +45,11 @@ from suanli.agent.backend import (
     Usage,
 )
 from suanli.agent.config import NO_CONTAINERS, AgentSettings
-from suanli.agent.exchange import ExchangeLink, Fenced, Lease, Stale, StopOrder
+from suanli.agent.contact import Contact
+from suanli.agent.exchange import ExchangeLink, Fenced, Lease, StopOrder
 from suanli.agent.journal import Held, Journal
-from suanli.agent.orphans import find_orphans, stop_orphans
+from suanli.agent.orphans import stop_leftovers
+from suanli.agent.outbox import deliver
 from suanli.agent.replicas import ReplicaBook
 from suanli.agent.translate import (
     DEFAULT_STOP_GRACE_S,
@@ -90,13 +92,8 @@ class AgentRunner:
         )
         self.session: str | None = None
         self._pool_models: dict[str, str] = {}  # exchange pool id → backend's GPU model
-        self._next_register = self._next_heartbeat = self._next_lease = 0.0
-        self._interval_s = 5.0
-        self._timeout_s = 30.0
-        # When the last call the exchange counts as a sign of life (register, heartbeat,
-        # lease) was *sent*, among those answered: the exchange heard it no earlier, so its
-        # sweep never comes before this agent's own expiry (monotonic).
-        self._heard_at: float | None = None
+        self._next_register = self._next_lease = 0.0
+        self.contact = Contact(monotonic)
         self._backoff_s = 0.0
         self._adopted = False
         self._killer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="suanli-kill")
@@ -114,7 +111,7 @@ class AgentRunner:
             except (ApiError, BackendUnavailable) as exc:
                 # Never longer than a heartbeat interval: back within one interval of the
                 # exchange's return, well before its lease on this site's work expires.
-                cap_s = min(self.settings.retry_max_s, self._interval_s)
+                cap_s = min(self.settings.retry_max_s, self.contact.interval_s)
                 self._backoff_s = min(cap_s, max(0.5, self._backoff_s * 2))
                 log.warning("%s; retrying in %.1f s", exc, self._backoff_s)
                 pause = self._backoff_s
@@ -133,7 +130,7 @@ class AgentRunner:
             if self.journal.outbox:
                 return
             self._register()
-        if self.session is not None and now >= self._next_heartbeat:
+        if self.session is not None and self.contact.heartbeat_due():
             self._heartbeat()
         try:
             self._poll()
@@ -150,10 +147,7 @@ class AgentRunner:
         and reported preempted (to run again elsewhere); without, work keeps running for
         the next agent to pick up. Queued reports are sent for up to ``flush_timeout_s``."""
         if cancel_running:
-            helds = list(self.journal.held.values())
-            # Stopped side by side: each may take its grace period to save a checkpoint.
-            for held, usage in zip(helds, self._killer.map(self._kill, helds), strict=True):
-                self._end(held, None, usage, "preempted", "the site's agent shut down")
+            self._preempt_all("the site's agent shut down")
         deadline = self._mono() + flush_timeout_s
         while self.journal.outbox and self._mono() < deadline:
             try:
@@ -188,7 +182,7 @@ class AgentRunner:
         models = {p.name: p.gpu_model for p in cap.pools}
         self._pool_models = {pool_id: models[name] for name, pool_id in reg.pools.items()}
         self.session = reg.session
-        self._schedule_heartbeat(reg.heartbeat_interval_s, reg.heartbeat_timeout_s, sent)
+        self.contact.answered(sent, reg.heartbeat_interval_s, reg.heartbeat_timeout_s)
         self._next_lease = 0.0
         log.info(
             "registered site %s (%s): pools %s%s",
@@ -201,55 +195,34 @@ class AgentRunner:
             log.info("exchange: %s", note)
         self._apply_stops(reg.stop)
 
-    def _schedule_heartbeat(self, interval_s: float, timeout_s: float, sent: float) -> None:
-        """The exchange answered a call sent at ``sent``: note it, and when to call again."""
-        # At least three heartbeats per timeout, whatever the exchange suggests.
-        self._interval_s = min(interval_s, timeout_s / 3)
-        self._timeout_s = timeout_s
-        self._heard(sent)
-        self._next_heartbeat = self._mono() + self._interval_s
-
-    def _heard(self, sent: float) -> None:
-        self._heard_at = sent if self._heard_at is None else max(self._heard_at, sent)
-
     def _expire(self) -> None:
-        """Stop all held work once the exchange has not answered for its timeout: it has
-        taken the site down and placed the work elsewhere. Reported preempted (the reports
-        wait in the journal; the exchange refuses them as stale if it moved the work)."""
-        if self._heard_at is None or not self.journal.held:
+        """Stop all held work once the exchange has not heard this agent for its timeout
+        (``contact``): it has taken the site down and placed the work elsewhere. Reported
+        preempted (the reports wait in the journal; the exchange refuses them as stale if
+        it moved the work)."""
+        silent_s = self.contact.expired_for_s()
+        if silent_s is None or not self.journal.held:
             return
-        silent_s = self._mono() - self._heard_at
-        if silent_s < self._timeout_s:
-            return
-        helds = list(self.journal.held.values())
         log.warning(
             "no answer from the exchange for %.0f s (timeout %.0f s): stopping %d held "
             "work; it is placed again elsewhere",
             silent_s,
-            self._timeout_s,
-            len(helds),
+            self.contact.timeout_s,
+            len(self.journal.held),
         )
-        reason = f"lost contact with the exchange for {silent_s:.0f} s: the lease expired"
+        self._preempt_all(f"lost contact with the exchange for {silent_s:.0f} s: lease expired")
+        self.session = None  # register again: the exchange fenced the old session
+
+    def _preempt_all(self, reason: str) -> None:
+        """Stop every held work and queue its report: preempted, for ``reason``."""
+        helds = list(self.journal.held.values())
+        # Stopped side by side: each may take its grace period to save a checkpoint.
         for held, usage in zip(helds, self._killer.map(self._kill, helds), strict=True):
             self._end(held, None, usage, "preempted", reason)
-        self.session = None  # register again: the exchange fenced the old session
 
     def _heartbeat(self) -> None:
         assert self.session is not None
-        parked = self.replicas.parked_ids()
-        held = [
-            (h.allocation_id, h.token)
-            for h in self.journal.held.values()
-            if h.allocation_id not in parked
-        ]
-        # Work whose end is not yet delivered is still this agent's to speak for: claimed,
-        # so the exchange never offers it again meanwhile.
-        claimed = {a for a, _ in held} | parked
-        for out in self.journal.outbox.values():
-            alloc, token = out.body.get("allocation_id"), out.body.get("lease_token")
-            if isinstance(alloc, str) and isinstance(token, str) and alloc not in claimed:
-                claimed.add(alloc)
-                held.append((alloc, token))
+        held = self.journal.claims(self.replicas.parked_ids())
         sent = self._mono()
         try:
             reply = self.link.heartbeat(
@@ -259,7 +232,7 @@ class AgentRunner:
             log.warning("fenced: %s", exc)
             self.session = None
             return
-        self._schedule_heartbeat(reply.heartbeat_interval_s, reply.heartbeat_timeout_s, sent)
+        self.contact.answered(sent, reply.heartbeat_interval_s, reply.heartbeat_timeout_s)
         self._apply_stops(reply.stop)
 
     def _apply_stops(self, stops: tuple[StopOrder, ...]) -> None:
@@ -290,7 +263,7 @@ class AgentRunner:
             handle = held.handle
             if handle is None or handle.backend != "local":
                 continue
-            stop_orphans(find_orphans(handle.work_id, handle.attempt), self._grace(held))
+            stop_leftovers(handle, self._grace(held))
             self.journal.drop(held.allocation_id)
             log.info(
                 "%s %s (%s) ran on the previous agent: given back to the exchange",
@@ -310,7 +283,7 @@ class AgentRunner:
             log.warning("fenced: %s", exc)
             self.session = None
             return
-        self._heard(sent)
+        self.contact.heard(sent)
         for lease in leases:
             if lease.allocation_id in self.journal.held:
                 # Leased again after the lease timed out: the same work, a new token.
@@ -435,7 +408,7 @@ class AgentRunner:
             if handle.backend != "local":
                 log.warning("cancel %s: %s", handle.id, exc)
                 return None
-            stop_orphans(find_orphans(handle.work_id, handle.attempt), self._grace(held))
+            stop_leftovers(handle, self._grace(held))
             return None
         try:
             return self.backend.usage(handle)
@@ -449,25 +422,9 @@ class AgentRunner:
     # --- reports
 
     def flush(self) -> None:
-        """Send queued reports in order; stop at the first that cannot be delivered now
-        (it is retried with the same key). Refused ones are dropped: the exchange will
-        not apply them, ever. A long backlog is sent over several steps, so heartbeats
-        keep their pace."""
-        budget_end = self._mono() + max(0.5, self._interval_s / 2)
-        for out in list(self.journal.outbox.values()):
-            if self._mono() > budget_end:
-                return
-            try:
-                self.link.report(out.key, out.body)
-            except Stale as exc:
-                log.info("report %s refused: %s", out.key, exc)
-                held = self.journal.held.get(str(out.body.get("allocation_id", "")))
-                # Whatever this lease still runs is not wanted; the same work leased
-                # again since (a new token) is.
-                if held is not None and held.token == out.body.get("lease_token"):
-                    self._stop(held)
-            except ApiError as exc:
-                if exc.status is None or exc.status >= 500 or exc.status == 429:
-                    raise
-                log.error("report %s rejected (%s): dropped", out.key, exc)
-            self.journal.sent(out.key)
+        """Send queued reports (``outbox``) for up to half a heartbeat interval; stop the
+        work whose own report came back stale. ``ApiError`` when the exchange cannot take
+        them now (they are retried with the same keys)."""
+        until = self._mono() + max(0.5, self.contact.interval_s / 2)
+        for held in deliver(self.journal, self.link, until, self._mono):
+            self._stop(held)
