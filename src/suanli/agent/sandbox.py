@@ -268,14 +268,16 @@ class Sandbox:
     # --- the parts of the command line
 
     def _bwrap(self, box: Confinement) -> list[str]:
+        # Fresh /dev, /proc and a private, world-writable /tmp first: what is shown below
+        # may live under /tmp (a checkout's virtual environment, the runs folder).
         args = [self._tools.get("bwrap", self.settings.bwrap)]
+        args += ["--dev", "/dev", "--proc", "/proc", "--perms", "1777", "--tmpfs", "/tmp"]
         for system in SYSTEM_PATHS:
             args += _show(Path(system))
         for extra in (*self.settings.ro_paths, *_python_paths()):
             args += _show(extra, parents=True)
         for resolver in _RESOLVER_PATHS:
             args += ["--ro-bind-try", resolver, resolver]
-        args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
         for dev in _nvidia_devices():
             args += ["--dev-bind", dev, dev]
         for d in box.writable:
