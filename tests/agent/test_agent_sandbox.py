@@ -91,10 +91,15 @@ def test_job_cannot_read_the_exchange_database_or_the_journal(
 
 
 def test_job_runs_as_its_own_unprivileged_user_with_a_private_home_and_tmp(
-    site: Site, wait_until: Callable[..., None]
+    site: Site, wait_until: Callable[..., None], tmp_path: Path
 ) -> None:
     backend = site.backend()
-    command = 'echo "uid=$(id -u) home=$HOME"; ls -A /tmp | wc -l; touch /tmp/mine && echo tmp-ok'
+    host_tmp = tmp_path / "host-secret"  # under the host's /tmp
+    host_tmp.write_text(SECRET)
+    command = (
+        f'echo "uid=$(id -u) home=$HOME"; cat {host_tmp} || echo tmp-is-private; '
+        "touch /tmp/mine && echo tmp-ok"
+    )
     log = run(backend, wait_until, WorkSpec(id="who", command=command))
     workdir = site.runs / "suanli-who-1" / "work"
     if os.geteuid() == 0:
@@ -103,7 +108,8 @@ def test_job_runs_as_its_own_unprivileged_user_with_a_private_home_and_tmp(
     else:
         assert f"uid={os.geteuid()}" in log
     assert f"home={workdir}" in log
-    assert "\n0\n" in log  # an empty /tmp of its own, that it may write
+    # A /tmp of its own, that it may write: the host's is out of view and untouched.
+    assert "tmp-is-private" in log and SECRET not in log
     assert "tmp-ok" in log and not Path("/tmp/mine").exists()
 
 
