@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -90,132 +91,48 @@ def up(
     """Start the exchange: HTTP API, clearing loop, ledger, a local site agent. Ctrl-C
     stops it."""
     import uvicorn
-    from pydantic import ValidationError
 
-    from suanli.service.app import bootstrap, create_app, runtime_of
-    from suanli.service.settings import ServiceSettings
-
-    given: dict[str, Any] = {
-        "host": host,
-        "port": port,
-        "data_dir": data_dir,
-        "database_url": database_url,
-        "clear_interval_s": clear_interval_s,
-    }
-    overrides = {k: v for k, v in given.items() if v is not None}
-    if allow_remote:
-        overrides["allow_remote"] = True
-    if dev:
-        overrides["environment"] = "development"
-    if demo and clear_interval_s is None:
-        overrides["clear_interval_s"] = 2.0
-    try:
-        settings = ServiceSettings(**overrides)
-    except ValidationError as exc:
-        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"invalid settings: {errs}") from None
-    settings.check_safe()
-    from suanli.cli._data_dir import claim_data_dir, database_problem
+    settings = _settings(
+        {
+            "host": host,
+            "port": port,
+            "data_dir": data_dir,
+            "database_url": database_url,
+            "clear_interval_s": clear_interval_s,
+        },
+        allow_remote=allow_remote,
+        dev=dev,
+        demo=demo,
+    )
+    from suanli.cli._data_dir import claim_data_dir
 
     # Checked and held before anything starts: an unusable or busy data dir is one clear
     # line and exit 2. It holds the SQLite file and the local agent's journal.
     uses_dir = settings.database_url is None or agent
     claim = claim_data_dir(settings.data_dir) if uses_dir else None
-
-    def on_round(summary: Any) -> None:
-        if summary.round_id is None:
-            return
-        util = summary.gpus_allocated / summary.gpus_offered if summary.gpus_offered else 0.0
-        console.print(
-            f"round {summary.round_id}: {summary.pending_jobs} jobs and "
-            f"{summary.pending_services} services waiting → placed {summary.jobs_placed} jobs, "
-            f"{summary.services_placed} services ({summary.gpus_placed} GPUs) in "
-            f"{summary.solve_s * 1000:.0f} ms; {summary.gpus_allocated:,} of "
-            f"{summary.gpus_offered:,} GPUs busy ({util:.1%})",
-            highlight=False,
-        )
-
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
-        app = create_app(settings, on_round=on_round)
-        rt = runtime_of(app)
-        token = bootstrap(app)
-    except (SQLAlchemyError, OSError, ValueError) as exc:
+        app, rt, token = _open(settings)
+    except InvalidInput:
         if claim is not None:
             claim.close()
-        raise database_problem(exc, _where(settings)) from None
+        raise
     url = f"http://{settings.host}:{settings.port}"
     if token is None and new_operator_token:
         token = _fresh_operator_token(app)
-    console.print(
-        f"[bold]suanli exchange[/] at {url}  (database: {rt.db.dialect}, {_where(settings)})"
-    )
-    if token:
-        console.print(
-            "operator token (shown once, keep it):\n"
-            f"  {token}\n"
-            f"log in with:  suanli login --url {url} --token {token}",
-            highlight=False,
-        )
-    else:
-        console.print(
-            "an operator exists already; use its token, or restart with --new-operator-token"
-        )
-    driver = None
-    if demo:
-        from suanli.service.demo import DemoDriver, setup_demo
-
-        setup = setup_demo(rt)
-        console.print(
-            f"demo: {setup.fleet} fleet, {setup.sites} sites, {setup.pools} pools, "
-            f"{setup.gpus:,} GPUs offered by demo-seller; 3 buyers submit work every few "
-            "seconds; jobs finish 600× faster than real time"
-        )
-        driver = DemoDriver(url, setup)
-    console.print(f"OpenAPI: {url}/docs   metrics: {url}/metrics   Ctrl-C to stop")
-
-    local: list[Any] = []  # the embedded agent, once the server listens
-
-    def start_agent() -> None:
-        from suanli.agent.embedded import start_embedded_agent
-        from suanli.agent.sandbox import SandboxUnavailable
-        from suanli.cli.agent_cmd import UNSAFE_BANNER
-        from suanli.service.local_site import prepare_local_site
-
+    _announce(url, rt.db.dialect, _where(settings), token)
+    driver = _demo_driver(rt, url) if demo else None
+    local = _LocalAgent(
+        city=local_city,
         # ASSUMPTION: in the demo the local site asks more than the demo buyers bid
         # (lognormal around 11 yuan), so their simulated work stays on the simulated fleet.
-        reserve = local_reserve if local_reserve is not None else (40.0 if demo else 5.0)
-        if unsafe_no_sandbox:
-            console.print(f"[bold red]{UNSAFE_BANNER}[/]", highlight=False)
-        try:
-            emb = start_embedded_agent(
-                url,
-                prepare_local_site(rt, local_city, open_to_all=open_local_site),
-                settings.data_dir / "agent",
-                city=local_city,
-                reserve_cny_per_gpu_hour=reserve,
-                sandbox=not unsafe_no_sandbox,
-            )
-        except SandboxUnavailable as exc:
-            console.print(f"[bold red]local site agent NOT started:[/] {exc}", highlight=False)
-            return
-        local.append(emb)
-        who = "every buyer" if open_local_site else "the operator's own tenant only"
-        console.print(
-            f"local site agent: site `local` in {local_city}, pools offered at {reserve:g} "
-            f"yuan/GPU-h to {who}; GPUs from NVML or {emb.inventory}",
-            highlight=False,
-        )
-
-    def stop_agent() -> None:
-        for emb in local:
-            emb.stop(cancel_running=True, timeout_s=5.0)
-
+        reserve=local_reserve if local_reserve is not None else (40.0 if demo else 5.0),
+        open_to_all=open_local_site,
+        sandbox=not unsafe_no_sandbox,
+    )
     server = _server(
         uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"),
-        on_started=start_agent if agent else None,
-        before_shutdown=stop_agent,
+        on_started=(lambda: local.start(rt, url, settings.data_dir / "agent")) if agent else None,
+        before_shutdown=local.stop,
     )
     if driver is not None:
         driver.start()
@@ -228,6 +145,129 @@ def up(
             driver.stop()
         if claim is not None:
             claim.close()
+
+
+def _settings(given: dict[str, Any], *, allow_remote: bool, dev: bool, demo: bool) -> Any:
+    """The service's settings from the options given (None: the default)."""
+    from pydantic import ValidationError
+
+    from suanli.service.settings import ServiceSettings
+
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if allow_remote:
+        overrides["allow_remote"] = True
+    if dev:
+        overrides["environment"] = "development"
+    if demo and given.get("clear_interval_s") is None:
+        overrides["clear_interval_s"] = 2.0
+    try:
+        settings = ServiceSettings(**overrides)
+    except ValidationError as exc:
+        errs = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(f"invalid settings: {errs}") from None
+    settings.check_safe()
+    return settings
+
+
+def _open(settings: Any) -> tuple[Any, Any, str | None]:
+    """The app, its runtime and the first operator's token (None if one exists); a
+    database that cannot be opened or migrated is ``InvalidInput`` saying why."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from suanli.cli._data_dir import database_problem
+    from suanli.service.app import bootstrap, create_app, runtime_of
+
+    try:
+        app = create_app(settings, on_round=_print_round)
+        return app, runtime_of(app), bootstrap(app)
+    except (SQLAlchemyError, OSError, ValueError) as exc:
+        raise database_problem(exc, _where(settings)) from None
+
+
+def _print_round(summary: Any) -> None:
+    if summary.round_id is None:
+        return
+    util = summary.gpus_allocated / summary.gpus_offered if summary.gpus_offered else 0.0
+    console.print(
+        f"round {summary.round_id}: {summary.pending_jobs} jobs and "
+        f"{summary.pending_services} services waiting → placed {summary.jobs_placed} jobs, "
+        f"{summary.services_placed} services ({summary.gpus_placed} GPUs) in "
+        f"{summary.solve_s * 1000:.0f} ms; {summary.gpus_allocated:,} of "
+        f"{summary.gpus_offered:,} GPUs busy ({util:.1%})",
+        highlight=False,
+    )
+
+
+def _announce(url: str, dialect: str, where: str, token: str | None) -> None:
+    console.print(f"[bold]suanli exchange[/] at {url}  (database: {dialect}, {where})")
+    if token:
+        console.print(
+            "operator token (shown once, keep it):\n"
+            f"  {token}\n"
+            f"log in with:  suanli login --url {url} --token {token}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            "an operator exists already; use its token, or restart with --new-operator-token"
+        )
+    console.print(f"OpenAPI: {url}/docs   metrics: {url}/metrics   Ctrl-C to stop")
+
+
+def _demo_driver(rt: Any, url: str) -> Any:
+    from suanli.service.demo import DemoDriver, setup_demo
+
+    setup = setup_demo(rt)
+    console.print(
+        f"demo: {setup.fleet} fleet, {setup.sites} sites, {setup.pools} pools, "
+        f"{setup.gpus:,} GPUs offered by demo-seller; 3 buyers submit work every few "
+        "seconds; jobs finish 600× faster than real time"
+    )
+    return DemoDriver(url, setup)
+
+
+@dataclass
+class _LocalAgent:
+    """The agent of the site ``local`` (this machine), started once the server listens
+    and stopped while it still answers."""
+
+    city: str
+    reserve: float
+    open_to_all: bool
+    sandbox: bool
+    running: list[Any] = field(default_factory=list)
+
+    def start(self, rt: Any, url: str, state_dir: Path) -> None:
+        from suanli.agent.embedded import start_embedded_agent
+        from suanli.agent.sandbox import SandboxUnavailable
+        from suanli.cli.agent_cmd import UNSAFE_BANNER
+        from suanli.service.local_site import prepare_local_site
+
+        if not self.sandbox:
+            console.print(f"[bold red]{UNSAFE_BANNER}[/]", highlight=False)
+        try:
+            emb = start_embedded_agent(
+                url,
+                prepare_local_site(rt, self.city, open_to_all=self.open_to_all),
+                state_dir,
+                city=self.city,
+                reserve_cny_per_gpu_hour=self.reserve,
+                sandbox=self.sandbox,
+            )
+        except SandboxUnavailable as exc:
+            console.print(f"[bold red]local site agent NOT started:[/] {exc}", highlight=False)
+            return
+        self.running.append(emb)
+        who = "every buyer" if self.open_to_all else "the operator's own tenant only"
+        console.print(
+            f"local site agent: site `local` in {self.city}, pools offered at {self.reserve:g} "
+            f"yuan/GPU-h to {who}; GPUs from NVML or {emb.inventory}",
+            highlight=False,
+        )
+
+    def stop(self) -> None:
+        for emb in self.running:
+            emb.stop(cancel_running=True, timeout_s=5.0)
 
 
 def _server(
