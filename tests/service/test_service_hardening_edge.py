@@ -281,3 +281,15 @@ def test_anonymous_metrics_show_aggregates_but_no_pool(make_exchange: Any) -> No
     assert 'suanli_pool_price_cny_per_gpu_hour{pool="pool-secret-a"} 12.5' in full
     bad = x.client.get("/metrics", headers={"Authorization": "Bearer sl_nope"})
     assert bad.status_code == 401
+
+
+def test_the_clearing_leader_lock_is_private(tmp_path: Path) -> None:
+    from suanli.service.loop import FileLeaderLock
+
+    lock = FileLeaderLock(tmp_path / "data" / "exchange.db.clearing.lock")
+    assert lock.acquire()
+    try:
+        assert stat.S_IMODE(lock.path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(lock.path.parent.stat().st_mode) == 0o700
+    finally:
+        lock.release()

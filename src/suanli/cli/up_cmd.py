@@ -121,6 +121,7 @@ def up(
         token = _fresh_operator_token(app)
     _announce(url, rt.db.dialect, _where(settings), token)
     driver = _demo_driver(rt, url) if demo else None
+    console.print(f"OpenAPI: {url}/docs   metrics: {url}/metrics   Ctrl-C to stop")
     local = _LocalAgent(
         city=local_city,
         # ASSUMPTION: in the demo the local site asks more than the demo buyers bid
@@ -211,7 +212,6 @@ def _announce(url: str, dialect: str, where: str, token: str | None) -> None:
         console.print(
             "an operator exists already; use its token, or restart with --new-operator-token"
         )
-    console.print(f"OpenAPI: {url}/docs   metrics: {url}/metrics   Ctrl-C to stop")
 
 
 def _demo_driver(rt: Any, url: str) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -92,8 +93,9 @@ class FileLeaderLock:
     def acquire(self) -> bool:
         if self._file is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = self.path.open("ab")
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Private like the database beside it (created 0600, whatever the umask).
+        f = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
