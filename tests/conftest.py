@@ -40,6 +40,8 @@ from pathlib import Path
 
 import pytest
 
+from suanli.bench.api import PG_CANDIDATES
+
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,10 +51,6 @@ FAKE_GPUS = 8
 
 # ----- the skip policy --------------------------------------------------------------------
 
-PG_ADMIN_URLS = (
-    "postgresql://postgres@127.0.0.1:5432/test",
-    "postgresql://root@127.0.0.1:5432/test",
-)
 SLURM_PROGRAMS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo")
 BWRAP = "/usr/bin/bwrap"
 
@@ -60,17 +58,9 @@ BWRAP = "/usr/bin/bwrap"
 @functools.cache
 def pg_admin_url() -> str | None:
     """The first PostgreSQL admin URL that answers (``SUANLI_TEST_PG_URL`` or the defaults)."""
-    import psycopg
+    from suanli.bench.api import find_postgres
 
-    env = os.environ.get("SUANLI_TEST_PG_URL")
-    for url in (env,) if env else PG_ADMIN_URLS:
-        try:
-            with psycopg.connect(url, connect_timeout=2, autocommit=True) as conn:
-                conn.execute("SELECT 1")
-            return url
-        except psycopg.Error:
-            continue
-    return None
+    return find_postgres(os.environ.get("SUANLI_TEST_PG_URL"))
 
 
 def traces_dir() -> Path:
@@ -81,7 +71,7 @@ def traces_dir() -> Path:
 
 def _postgresql() -> str | None:
     if pg_admin_url() is None:
-        tried = os.environ.get("SUANLI_TEST_PG_URL") or " or ".join(PG_ADMIN_URLS)
+        tried = os.environ.get("SUANLI_TEST_PG_URL") or " or ".join(PG_CANDIDATES)
         return f"no PostgreSQL answers at {tried} (trust auth, database test)"
     return None
 

@@ -9,12 +9,9 @@ is taken down.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,34 +20,12 @@ from typing import Any
 
 import pytest
 
+from suanli.bench._loopback import SUANLI, clean_env, free_port, stop_process
 from suanli.sdk import ApiError, Client
 
-SUANLI = str(Path(sys.executable).parent / "suanli")
 CLEAR_INTERVAL_S = 0.3
 HEARTBEAT_INTERVAL_S = 0.5
 HEARTBEAT_TIMEOUT_S = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if "PROXY" not in k.upper()}
-    return {**env, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1,localhost"}
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    """Signal a process we started and wait for it (KILL after 20 s)."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @dataclass
@@ -107,7 +82,7 @@ class Exchange:
         ]
         with (self.tmp / f"{site}.log").open("ab") as log:
             proc = subprocess.Popen(
-                argv, stdout=log, stderr=log, env=_env(), start_new_session=True
+                argv, stdout=log, stderr=log, env=clean_env(), start_new_session=True
             )
         self.agents.append(proc)
         return proc
@@ -121,7 +96,7 @@ def exchange(tmp_path: Path) -> Iterator[Exchange]:
     port = free_port()
     log = tmp_path / "exchange.log"
     env = {
-        **_env(),
+        **clean_env(),
         "SUANLI_AGENT_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_INTERVAL_S),
         "SUANLI_AGENT_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
     }

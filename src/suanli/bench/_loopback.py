@@ -70,8 +70,27 @@ def wait_for(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
     raise RuntimeError(f"gave up after {timeout_s:g} s waiting for {what}")
 
 
+class _Managed:
+    """What both processes share: a log appended across restarts, kill -9 and stop."""
+
+    proc: subprocess.Popen[bytes] | None
+    log: Path
+
+    def kill(self) -> None:
+        """kill -9, and reap it (an agent's sandboxed jobs die with it)."""
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
 @dataclass
-class ExchangeProcess:
+class ExchangeProcess(_Managed):
     """``suanli up --no-agent`` on ``data_dir``; ``start()`` again after a kill."""
 
     data_dir: Path
@@ -128,21 +147,9 @@ class ExchangeProcess:
         """A client of this exchange (the operator's unless ``token`` is given)."""
         return Client(self.url, token or self.token, retries=retries, timeout_s=30.0)
 
-    def kill(self) -> None:
-        """kill -9, and reap it."""
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGKILL)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
-
 
 @dataclass
-class AgentProcess:
+class AgentProcess(_Managed):
     """``suanli agent`` for one site with its own state dir; ``start()`` again after a kill."""
 
     exchange: ExchangeProcess
@@ -185,15 +192,3 @@ class AgentProcess:
     def registrations(self) -> int:
         """How many times an agent of this site has registered, by its log."""
         return self.tail(10**9).count(f"registered site {self.site} ")
-
-    def kill(self) -> None:
-        """kill -9, and reap it (its jobs are not touched)."""
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGKILL)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
