@@ -90,8 +90,11 @@ class BatchJob:
 class InferenceService:
     """An LLM inference service: demand per city under TTFT/TPOT SLOs.
 
-    ``demand_rps`` maps a demand city to requests per second. The bid is yuan per
-    million output tokens served within the SLO.
+    ``demand_rps`` maps a demand city to requests per second. The bids follow the shape
+    of public API price lists (yuan per million tokens): input tokens that miss the
+    prefix cache, cached input tokens (``cached_fraction`` of the prompt hits the cache)
+    and output tokens, all served within the SLO; see :mod:`suanli.market.valuation`.
+    ``min_replicas``/``max_replicas`` bound the replicas the clearing plans.
     """
 
     id: ServiceId
@@ -105,6 +108,11 @@ class InferenceService:
     bid_cny_per_m_output_tokens: float
     allowed_gpus: frozenset[str] | None = None
     submitted_at_h: float = 0.0
+    bid_cny_per_m_input_tokens: float = 0.0
+    bid_cny_per_m_cached_input_tokens: float = 0.0
+    cached_fraction: float = 0.0
+    min_replicas: int = 0
+    max_replicas: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,13 @@ from suanli.service.tables.money import (
     VoucherGrant,
     VoucherProgramRow,
 )
+from suanli.service.tables.serving import (
+    GatewayBatch,
+    InferenceKey,
+    ServiceRoute,
+    ServiceTraffic,
+    TokenUsage,
+)
 from suanli.service.tables.work import AllocationRow, JobRow, ServiceRow, UsageRow
 
 __all__ = [
@@ -23,7 +30,9 @@ __all__ = [
     "ApiToken",
     "Base",
     "Event",
+    "GatewayBatch",
     "IdempotencyRecord",
+    "InferenceKey",
     "Invoice",
     "JobRow",
     "LedgerAccount",
@@ -33,9 +42,12 @@ __all__ = [
     "Offer",
     "PoolRow",
     "RoundRow",
+    "ServiceRoute",
     "ServiceRow",
+    "ServiceTraffic",
     "SiteRow",
     "Tenant",
+    "TokenUsage",
     "UsageRow",
     "UtcDateTime",
     "VoucherGrant",

@@ -79,6 +79,18 @@ class ServiceRow(Base):
     # health_path (see ServiceSpec).
     command: Mapped[str | None] = mapped_column(Text, nullable=True)
     run_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Token bids beside the output bid (yuan per million tokens; see market.valuation),
+    # the share of prompt tokens the owner expects from the prefix cache, replica bounds.
+    bid_cny_per_m_input_tokens: Mapped[float] = mapped_column(Float, default=0.0)
+    bid_cny_per_m_cached_input_tokens: Mapped[float] = mapped_column(Float, default=0.0)
+    cached_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    min_replicas: Mapped[int] = mapped_column(Integer, default=0)
+    max_replicas: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Measured demand per city, as market.demand_estimate.CityEstimate fields (city →
+    # {rps, prompt_tokens, cached_fraction, output_tokens, planned_rps, low_since_s,
+    # updated_s}); the demand the last round planned for (city → requests/s).
+    demand_estimates: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    planned_demand_rps: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
 
 
 class AllocationRow(Base):
