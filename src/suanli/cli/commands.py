@@ -13,11 +13,15 @@ from suanli.cli import (
     catalog_cmd,
     clear_cmd,
     demo_cmd,
+    gateway_cmd,
+    keys_cmd,
     latency_cmd,
     market_cmd,
     perf_cmd,
+    serve_cmd,
     simulate_cmd,
     up_cmd,
+    usage_cmd,
     work_cmd,
 )
 
@@ -34,4 +38,8 @@ REGISTRY: list[Callable[[typer.Typer], None]] = [
     market_cmd.register,
     simulate_cmd.register,
     agent_cmd.register,
+    serve_cmd.register,
+    keys_cmd.register,
+    usage_cmd.register,
+    gateway_cmd.register,
 ]

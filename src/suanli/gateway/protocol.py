@@ -50,6 +50,7 @@ class ReplicaEntry(_Model):
     endpoint: str  # e.g. http://10.0.0.5:8000 (the OpenAI paths hang below it)
     health: str | None = None  # "healthy" | "starting" | "unhealthy" | None (not probed)
     max_concurrency: int = Field(ge=1)  # in-flight requests the perf model admits (batch)
+    health_path: str = "/health"  # the service's health path on the replica
 
 
 class CityRoute(_Model):

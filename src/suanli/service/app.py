@@ -25,7 +25,7 @@ from suanli.service.middleware import EdgeMiddleware
 from suanli.service.migrate import upgrade
 from suanli.service.problems import install_problem_handlers
 from suanli.service.ratelimit import RateLimits
-from suanli.service.routers import access, agent, fleet, market, money, work
+from suanli.service.routers import access, agent, fleet, gateway, market, money, serving, work
 from suanli.service.runtime import Runtime
 from suanli.service.settings import ServiceSettings
 
@@ -93,7 +93,7 @@ def create_app(
     app.state.limits = limits
     app.state.loop = None
     install_problem_handlers(app)
-    for r in (access, fleet, work, money, market, agent):
+    for r in (access, fleet, work, money, market, agent, serving, gateway):
         app.include_router(r.router)
 
     _system_routes(app, rt)

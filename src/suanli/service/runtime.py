@@ -11,6 +11,7 @@ from suanli.service.auth import TokenCache
 from suanli.service.clock import ServiceClock
 from suanli.service.db import Database
 from suanli.service.metrics import Metrics
+from suanli.service.notify import Changes
 from suanli.service.settings import ServiceSettings
 
 __all__ = ["Runtime"]
@@ -28,3 +29,5 @@ class Runtime:
     # Last stored price per pool: a price row is written only when it changes.
     last_prices: dict[str, float] | None = None
     round_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Bumped by whatever changes what inference gateways see (see service.notify).
+    serving_changes: Changes = field(default_factory=Changes)
