@@ -1,0 +1,175 @@
+"""What the gateway measures: Prometheus series for operators, and per-request outcomes
+for the exchange's usage (billing) and demand (planning) reports.
+
+Series carry ``service`` (the service's name) and ``city`` labels only — never a key or a
+user, so /metrics can be shown without leaking who calls what, and the series count
+stays bounded by services × cities. Each gateway has its own registry: the exchange that
+embeds one appends :meth:`GatewayMetrics.render` to its own ``/metrics``.
+
+A request *meets the SLO* when its TTFT ≤ ``ttft_ms`` and its TPOT ≤ ``tpot_ms``
+(streaming), or when its total time ≤ ``ttft_ms + tpot_ms × output tokens`` (not
+streaming, where the first token is not seen); a failed request does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE", "GatewayMetrics", "Outcome", "Timing", "meets_slo"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    0.75,
+    1.0,
+    1.5,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+_TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0)
+_QUEUE_BUCKETS = (0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_LAG_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One finished request as the journal keeps it (``status``: "ok", "error" — failed
+    upstream or on the way —, or "rejected" — 429 for back-pressure)."""
+
+    key_id: str
+    service_id: str
+    city: str
+    status: str
+    prompt_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    slo_met: bool
+    end: float  # Unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Seconds from the gateway's receipt of the request (None: not reached)."""
+
+    total: float
+    queue: float = 0.0
+    ttft: float | None = None
+    tpot: float | None = None
+
+
+def meets_slo(
+    timing: Timing, output_tokens: int, ttft_ms: float, tpot_ms: float, stream: bool
+) -> bool:
+    if stream:
+        if timing.ttft is None or timing.ttft * 1000.0 > ttft_ms:
+            return False
+        return timing.tpot is None or timing.tpot * 1000.0 <= tpot_ms
+    return timing.total * 1000.0 <= ttft_ms + tpot_ms * output_tokens
+
+
+class GatewayMetrics:
+    """The gateway's Prometheus series on a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("service", "city")
+        r = self.registry
+        self.ttft = Histogram(
+            "suanli_gateway_ttft_seconds",
+            "Time to first token (gateway receipt → first content token sent).",
+            labels,
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.tpot = Histogram(
+            "suanli_gateway_tpot_seconds",
+            "Mean time between output chunks of a streamed answer.",
+            labels,
+            registry=r,
+            buckets=_TPOT_BUCKETS,
+        )
+        self.queue = Histogram(
+            "suanli_gateway_queue_seconds",
+            "Time waiting for a replica slot (back-pressure).",
+            labels,
+            registry=r,
+            buckets=_QUEUE_BUCKETS,
+        )
+        self.request = Histogram(
+            "suanli_gateway_request_seconds",
+            "Whole request time at the gateway.",
+            labels,
+            registry=r,
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.requests = Counter(
+            "suanli_gateway_requests",
+            "Requests answered, by HTTP status.",
+            (*labels, "status"),
+            registry=r,
+        )
+        self.tokens = Counter(
+            "suanli_gateway_tokens",
+            "Tokens metered (input: prompt tokens that missed the prefix cache).",
+            (*labels, "kind"),
+            registry=r,
+        )
+        self.metering_lag = Histogram(
+            "suanli_gateway_metering_lag_seconds",
+            "Request end → its usage acknowledged by the exchange.",
+            registry=r,
+            buckets=_LAG_BUCKETS,
+        )
+        self.unacked_batches = Gauge(
+            "suanli_gateway_unacked_batches",
+            "Usage batches journaled and not yet acknowledged by the exchange.",
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "suanli_gateway_in_flight", "Requests in flight to replicas.", registry=r
+        )
+        self.queued = Gauge("suanli_gateway_queued", "Requests waiting for a slot.", registry=r)
+        self.state_age = Gauge(
+            "suanli_gateway_state_received_timestamp_seconds",
+            "When the last state came from the exchange (Unix time; 0: never).",
+            registry=r,
+        )
+
+    def status(self, service: str, city: str, code: int) -> None:
+        self.requests.labels(service, city, str(code)).inc()
+
+    def finished(self, service: str, city: str, timing: Timing) -> None:
+        self.request.labels(service, city).observe(timing.total)
+        self.queue.labels(service, city).observe(timing.queue)
+        if timing.ttft is not None:
+            self.ttft.labels(service, city).observe(timing.ttft)
+        if timing.tpot is not None:
+            self.tpot.labels(service, city).observe(timing.tpot)
+
+    def counted(self, service: str, city: str, prompt: int, cached: int, output: int) -> None:
+        if prompt - cached:
+            self.tokens.labels(service, city, "input").inc(prompt - cached)
+        if cached:
+            self.tokens.labels(service, city, "cached_input").inc(cached)
+        if output:
+            self.tokens.labels(service, city, "output").inc(output)
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format (``CONTENT_TYPE``)."""
+        return generate_latest(self.registry)

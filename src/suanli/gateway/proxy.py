@@ -1,0 +1,294 @@
+"""One inference request through the gateway: key, body, service, limits, then replicas
+in routing order — a slot on one (or a wait, or a 429), the upstream call, a retry on the
+next replica when the rule allows — and the metering of how it ended."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+
+from suanli.gateway.admission import Full, queue_deadline_s
+from suanli.gateway.breaker import Pass
+from suanli.gateway.errors import error_response
+from suanli.gateway.meter import Outcome, Timing, meets_slo
+from suanli.gateway.protocol import CITY_HEADER, KeyEntry, ServiceEntry
+from suanli.gateway.routing import Candidate, Load, candidates
+from suanli.gateway.runtime import Gateway
+from suanli.gateway.upstream import (
+    RelayResponse,
+    SseRelay,
+    StreamEnd,
+    UpstreamFailure,
+    Usage,
+    open_upstream,
+    prefetch,
+    usage_from,
+)
+
+__all__ = ["handle", "key_of"]
+
+log = logging.getLogger("suanli.gateway")
+MAX_BODY = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Call:
+    key: KeyEntry
+    service: ServiceEntry
+    city: str
+    path: str  # /v1/chat/completions or /v1/completions
+    body: bytes  # as forwarded
+    stream: bool
+    drop_usage: bool  # the gateway asked for the usage chunk, the client did not
+    t0: float  # perf_counter at receipt
+    queue_s: float = 0.0
+
+
+def key_of(gw: Gateway, request: Request) -> KeyEntry | Response:
+    """The caller's key entry, or the 401 (503 before the first state)."""
+    if gw.view is None:
+        return error_response(503, "the gateway has no state yet", "server_error", "not_ready")
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return error_response(
+            401,
+            "give an inference key: Authorization: Bearer <key>",
+            "invalid_request_error",
+            "invalid_api_key",
+        )
+    key = gw.keys.lookup(token.strip())
+    if key is None:
+        return error_response(
+            401, "invalid or revoked inference key", "invalid_request_error", "invalid_api_key"
+        )
+    return key
+
+
+async def handle(gw: Gateway, request: Request, path: str) -> Response:
+    t0 = time.perf_counter()
+    key = key_of(gw, request)
+    if isinstance(key, Response):
+        return key
+    parsed = await _json_body(request)
+    if isinstance(parsed, Response):
+        return parsed
+    doc, body = parsed
+    model = doc.get("model")
+    if not isinstance(model, str) or not model:
+        return _bad("'model' must name the service", "model")
+    assert gw.view is not None
+    service = gw.view.service_for(key, model)
+    if service is None:
+        return error_response(
+            404,
+            f"the model {model!r} does not exist or this key may not use it",
+            "invalid_request_error",
+            "model_not_found",
+            param="model",
+        )
+    city = gw.city_of(request.headers.get(CITY_HEADER), request.client and request.client.host)
+    limited = gw.keys.admit(key)
+    if limited is not None:
+        gw.metrics.status(service.name, city, 429)
+        return error_response(
+            429,
+            limited.message,
+            limited.kind,
+            "rate_limit_exceeded",
+            retry_after_s=limited.retry_after_s,
+        )
+    call = _call(Call(key, service, city, path, body, False, False, t0), doc)
+    if call is None:
+        return _bad("'stream_options' must be an object", "stream_options")
+    return await forward(gw, call)
+
+
+async def forward(gw: Gateway, call: Call) -> Response:
+    """Try the candidate replicas in order (at most ``max_attempts``)."""
+    tried: set[str] = set()
+    failure: UpstreamFailure | None = None
+    picks = gw.picks_for(call.service.id, call.city)
+    svc = call.service
+
+    def excluded(rid: str) -> bool:
+        return rid in tried or not gw.breaker.usable(rid)
+
+    for _ in range(gw.config.max_attempts):
+        found = candidates(svc, call.city, Load(gw.admission.in_flight, picks), excluded)
+        if not found:
+            break
+        queued_at = time.perf_counter()
+        cand = gw.admission.try_acquire(found)
+        if cand is None:
+            wait = queue_deadline_s(
+                svc.ttft_ms, svc.server_ttft_ms, found[0].rtt_ms, gw.config.queue_floor_s
+            )
+            try:
+                cand = await gw.admission.acquire(found, wait)
+            except Full as full:
+                return _rejected(gw, call, full)
+            call.queue_s += time.perf_counter() - queued_at
+        grant = gw.breaker.acquire(cand.rid)
+        if grant is None:  # ejected while this request waited
+            gw.admission.release(cand.rid)
+            tried.add(cand.rid)
+            continue
+        picks[cand.replica.pool_id] = picks.get(cand.replica.pool_id, 0) + 1
+        try:
+            return await _attempt(gw, call, cand, grant)
+        except UpstreamFailure as f:
+            failure = f
+        except Exception as exc:  # a bad endpoint in the state, a bug: not the user's fault
+            log.exception("request to replica %s failed", cand.rid)
+            failure = UpstreamFailure(f"gateway error: {type(exc).__name__}", retry=False)
+        gw.breaker.failure(cand.rid, grant)
+        gw.admission.release(cand.rid)
+        tried.add(cand.rid)
+        if not failure.retry:
+            break
+    if failure is None or failure.retry:  # nothing left to try
+        status, code = 503, "no_replica"
+        message = "no replica of this service is reachable now"
+        if failure is not None:
+            message += f" (last: {failure})"
+    else:
+        status, code, message = failure.status, "upstream_failed", str(failure)
+    _record(gw, call, "error", status, None, Timing(time.perf_counter() - call.t0, call.queue_s))
+    return error_response(status, message, "upstream_error", code)
+
+
+async def _attempt(gw: Gateway, call: Call, cand: Candidate, grant: Pass) -> Response:
+    assert gw.http is not None
+    url = cand.replica.endpoint.rstrip("/") + call.path
+    resp = await open_upstream(gw.http, url, call.body, stream=call.stream)
+    is_sse = resp.headers.get("content-type", "").startswith("text/event-stream")
+    if not call.stream or resp.status_code != 200 or not is_sse:
+        if call.stream:
+            try:
+                await resp.aread()
+            except Exception as exc:
+                await resp.aclose()
+                msg = f"the replica dropped the answer: {exc!r}"
+                raise UpstreamFailure(msg, retry=True) from exc
+        return _plain(gw, call, cand, grant, resp)
+    first, rest = await prefetch(resp)
+
+    def on_end(end: StreamEnd) -> None:
+        relay = end.relay
+        if end.complete and not relay.error:
+            status, replica_ok = "ok", True
+        elif end.replica_failed:
+            status, replica_ok = "error", False
+        elif end.client_left:
+            status, replica_ok = "aborted", None
+        else:
+            status, replica_ok = "error", None
+        usage = relay.usage or Usage(output=relay.chunks)  # cut short: what was seen
+        ttft = relay.first - call.t0 if relay.first is not None else None
+        timing = Timing(time.perf_counter() - call.t0, call.queue_s, ttft, relay.tpot)
+        _settle(gw, cand, grant, replica_ok)
+        _record(gw, call, status, 200, usage, timing)
+
+    return RelayResponse(resp, first, rest, SseRelay(call.drop_usage), on_end)
+
+
+def _plain(gw: Gateway, call: Call, cand: Candidate, grant: Pass, resp: httpx.Response) -> Response:
+    status, content = resp.status_code, resp.content
+    usage = None
+    if status == 200:
+        try:
+            usage = usage_from(json.loads(content))
+        except ValueError:
+            usage = None
+    outcome = "ok" if status < 400 else "aborted" if status < 500 else "error"
+    _settle(gw, cand, grant, status < 500)
+    _record(gw, call, outcome, status, usage, Timing(time.perf_counter() - call.t0, call.queue_s))
+    media = resp.headers.get("content-type") or "application/json"
+    return Response(content, status_code=status, media_type=media)
+
+
+def _settle(gw: Gateway, cand: Candidate, grant: Pass, replica_ok: bool | None) -> None:
+    gw.admission.release(cand.rid)
+    if replica_ok is True:
+        gw.breaker.success(cand.rid, grant)
+    elif replica_ok is False:
+        gw.breaker.failure(cand.rid, grant)
+    else:
+        gw.breaker.release(cand.rid, grant)
+
+
+def _record(
+    gw: Gateway, call: Call, status: str, http_status: int, usage: Usage | None, timing: Timing
+) -> None:
+    """Metrics, journal and the key's daily count for one finished request."""
+    svc, city, u = call.service, call.city, usage or Usage()
+    m = gw.metrics
+    m.status(svc.name, city, http_status)
+    m.finished(svc.name, city, timing)
+    m.counted(svc.name, city, u.prompt, u.cached, u.output)
+    met = status == "ok" and meets_slo(timing, u.output, svc.ttft_ms, svc.tpot_ms, call.stream)
+    if gw.journal is not None:
+        gw.journal.append(
+            Outcome(call.key.id, svc.id, city, status, u.prompt, u.cached, u.output, met, gw.wall())
+        )
+    gw.keys.metered(call.key.id, u.prompt + u.output)
+
+
+def _rejected(gw: Gateway, call: Call, full: Full) -> Response:
+    call.queue_s += full.waited_s
+    svc = call.service
+    gw.metrics.status(svc.name, call.city, 429)
+    gw.metrics.queue.labels(svc.name, call.city).observe(full.waited_s)
+    if gw.journal is not None:
+        gw.journal.append(
+            Outcome(call.key.id, svc.id, call.city, "rejected", 0, 0, 0, False, gw.wall())
+        )
+    return error_response(
+        429,
+        f"{svc.name} is at capacity; try again shortly",
+        "server_overloaded",
+        "capacity_exceeded",
+        retry_after_s=full.retry_after_s,
+    )
+
+
+async def _json_body(request: Request) -> tuple[dict[str, object], bytes] | Response:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY:
+        return error_response(413, "the request body is too large", "invalid_request_error", None)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        return error_response(413, "the request body is too large", "invalid_request_error", None)
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return _bad("the request body is not valid JSON", None)
+    if not isinstance(doc, dict):
+        return _bad("the request body must be a JSON object", None)
+    return doc, body
+
+
+def _call(call: Call, doc: dict[str, object]) -> Call | None:
+    """``call`` as sent on: a stream asks the replica for its usage chunk (the body is
+    forwarded unchanged otherwise); None when ``stream_options`` is malformed."""
+    call.stream = doc.get("stream") is True
+    if call.stream:
+        opts = doc.get("stream_options")
+        if opts is not None and not isinstance(opts, dict):
+            return None
+        if not (isinstance(opts, dict) and opts.get("include_usage") is True):
+            doc["stream_options"] = {**(opts or {}), "include_usage": True}
+            call.body = json.dumps(doc, separators=(",", ":")).encode()
+            call.drop_usage = True
+    return call
+
+
+def _bad(message: str, param: str | None) -> Response:
+    return error_response(400, message, "invalid_request_error", None, param=param)

@@ -1,0 +1,98 @@
+"""Failover: a replica that refuses connections or answers 503 is skipped before anything
+reaches the client; one that dies mid-stream ends the client's stream with an error and
+is never retried; repeated failures open its breaker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import openai
+import pytest
+
+from suanli.gateway.breaker import State
+
+from .conftest import (
+    KEY,
+    SERVICE,
+    GatewayUnderTest,
+    Upstream,
+    free_port,
+    key_entry,
+    replica,
+    route,
+    service,
+    state,
+)
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+Wait = Callable[[Callable[[], bool], float, str], None]
+
+
+def two_pools(first: str, second: str):  # type: ignore[no-untyped-def]
+    """``first`` is the planned pool (weight 9), ``second`` the lighter one."""
+    reps = [replica("bad", first, pool="A"), replica("good", second, pool="B")]
+    return service(reps, {"Shanghai": [route("A", 9.0), route("B", 1.0)]})
+
+
+def client_for(gw: GatewayUnderTest) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key=KEY, max_retries=0)
+
+
+def test_a_refused_connection_fails_over_to_the_next_replica(
+    make_upstream: Callable[[], Upstream],
+    make_gateway: Callable[..., GatewayUnderTest],
+    until: Wait,
+) -> None:
+    good = make_upstream()
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    gw = make_gateway(state([two_pools(dead, good.url)], [key_entry()]))
+    with client_for(gw) as c:
+        for _ in range(3):
+            answer = c.chat.completions.create(model=SERVICE, messages=MESSAGES, max_tokens=2)
+            assert answer.choices[0].message.content == "tok0 tok1"
+        assert gw.gateway.breaker.state("bad") is State.OPEN  # 3 consecutive failures
+        list(c.chat.completions.create(model=SERVICE, messages=MESSAGES, stream=True))
+    assert len(good.behaviour.bodies) == 4
+    until(lambda: gw.link.usage_totals()["requests"] == 4, 10, "usage reports")
+    assert gw.link.usage_totals()["errors"] == 0
+
+
+def test_a_503_is_retried_on_the_next_replica(
+    make_upstream: Callable[[], Upstream], make_gateway: Callable[..., GatewayUnderTest]
+) -> None:
+    busy, good = make_upstream(), make_upstream()
+    busy.behaviour.status = 503
+    gw = make_gateway(state([two_pools(busy.url, good.url)], [key_entry()]))
+    with client_for(gw) as c:
+        list(c.chat.completions.create(model=SERVICE, messages=MESSAGES, stream=True))
+    assert len(busy.behaviour.bodies) == 1 and len(good.behaviour.bodies) == 1
+
+
+def test_no_replica_reachable_is_a_503(make_gateway: Callable[..., GatewayUnderTest]) -> None:
+    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    gw = make_gateway(state([two_pools(*dead)], [key_entry()]))
+    with client_for(gw) as c, pytest.raises(openai.InternalServerError) as err:
+        c.chat.completions.create(model=SERVICE, messages=MESSAGES)
+    assert err.value.status_code == 503
+
+
+def test_a_replica_dying_mid_stream_ends_the_stream_with_an_error_and_no_retry(
+    make_upstream: Callable[[], Upstream],
+    make_gateway: Callable[..., GatewayUnderTest],
+    until: Wait,
+) -> None:
+    dying, good = make_upstream(), make_upstream()
+    dying.behaviour.die_after = 2
+    gw = make_gateway(state([two_pools(dying.url, good.url)], [key_entry()]))
+    seen: list[str] = []
+    with client_for(gw) as c:
+        stream = c.chat.completions.create(model=SERVICE, messages=MESSAGES, stream=True)
+        with pytest.raises(openai.APIError, match="replica failed"):
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    seen.append(chunk.choices[0].delta.content)
+    assert seen == ["tok0", " tok1"]  # what was streamed stays; nothing repeated
+    assert len(dying.behaviour.bodies) == 1 and good.behaviour.bodies == []
+    until(lambda: gw.link.usage_totals()["requests"] == 1, 10, "usage reports")
+    totals = gw.link.usage_totals()
+    assert totals["errors"] == 1 and totals["output"] == 2  # the tokens that were seen
