@@ -315,6 +315,7 @@ class ServerThread:
             ws="none",
             lifespan="on",
             access_log=False,
+            timeout_graceful_shutdown=1,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
