@@ -171,6 +171,8 @@ class Client:
     def _parse(resp: httpx.Response) -> Any:
         if (resp.status_code == 204 or not resp.content) and resp.is_success:
             return None
+        if resp.is_success and resp.headers.get("content-type", "").startswith("text/csv"):
+            return resp.text
         try:
             body = resp.json()
         except ValueError:
@@ -281,6 +283,70 @@ class Client:
 
     def events(self, job_id: str) -> Any:
         return self._get(f"/v1/jobs/{job_id}/events")
+
+    # ----- serving ------------------------------------------------------------------------
+    def update_service(self, service_id: str, patch: Mapping[str, Any]) -> Any:
+        """Change a service's demand_rps, bids, slo, tokens or replicas (only the fields
+        in ``patch``)."""
+        return self.request(
+            "PATCH", f"/v1/services/{service_id}", json_body=dict(patch), idempotent=True
+        )
+
+    def stop_service(self, service_id: str) -> Any:
+        """Stop a service: its replicas are billed for the time they ran, then freed."""
+        return self._post(f"/v1/services/{service_id}/stop", idempotent=True)
+
+    def service_traffic(self, service_id: str, minutes: int = 60) -> Any:
+        """Measured traffic per demand city over the last ``minutes``, with SLO attainment
+        and where the replicas serve from."""
+        return self._get(f"/v1/services/{service_id}/traffic", minutes=minutes)
+
+    def create_key(
+        self,
+        service_id: str,
+        name: str,
+        *,
+        rpm: int | None = None,
+        tokens_per_day: int | None = None,
+    ) -> Any:
+        """An inference key for a service's users; the key is in ``key``, shown once (None
+        if a retry got the stored answer: revoke that key and create another)."""
+        body: dict[str, Any] = {"name": name, "rpm": rpm, "tokens_per_day": tokens_per_day}
+        return self._post(f"/v1/services/{service_id}/keys", body, idempotent=True)
+
+    def list_keys(self, service_id: str | None = None, *, include_revoked: bool = False) -> Any:
+        """Your inference keys (of one service), never the keys themselves."""
+        flag = "true" if include_revoked else None
+        return self._get("/v1/keys", service_id=service_id, include_revoked=flag)
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke an inference key; gateways refuse it at once. Revoking twice is fine."""
+        self.request("DELETE", f"/v1/keys/{key_id}", idempotent=True)
+
+    def token_usage(
+        self,
+        *,
+        service_id: str | None = None,
+        key_id: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        group_by: str = "service",
+        csv: bool = False,
+        tenant_id: str | None = None,
+    ) -> Any:
+        """Metered tokens summed per ``group_by`` (service, key, city, day) over usage
+        windows ending in ``[since, until)`` (ISO 8601): a list of rows, or the CSV text
+        with ``csv=True``."""
+        return self._get(
+            "/v1/token-usage",
+            service_id=service_id,
+            key_id=key_id,
+            since=since,
+            until=until,
+            group_by=group_by,
+            format="csv" if csv else None,
+            tenant_id=tenant_id,
+        )
 
     # ----- market -------------------------------------------------------------------------
     def prices(self, pool_id: str | None = None, limit: int = 100) -> Any:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -31,6 +32,7 @@ from suanli.service.schemas.money import (
     GrantOut,
     InvoiceCreate,
     InvoiceOut,
+    InvoiceTokens,
     LedgerAccountOut,
     UsageOut,
     VoucherCreate,
@@ -45,6 +47,7 @@ from suanli.service.tables import (
     VoucherProgramRow,
     new_id,
 )
+from suanli.service.token_usage import invoice_tokens
 from suanli.service.vouchers import create_program, grant_voucher, redeem_voucher
 
 __all__ = ["router"]
@@ -219,11 +222,49 @@ def list_usage(
 
 
 # ----- invoices ---------------------------------------------------------------------------
+def _invoice_out(inv: Invoice) -> InvoiceOut:
+    """The invoice with the token quantities kept in its ``details``."""
+    out = InvoiceOut.model_validate(inv)
+    details = inv.details or {}
+    out.tokens = [InvoiceTokens.model_validate(t) for t in details.get("tokens", [])]
+    for field in ("tokens_from", "tokens_until"):
+        at = details.get(field)
+        setattr(out, field, datetime.fromisoformat(at) if at else None)
+    return out
+
+
+def _token_details(session: Session, tenant_id: str, until: datetime) -> dict[str, Any]:
+    """Tokens of the batches received since the tenant's last invoice took its tokens,
+    up to ``until``: each batch lands on exactly one invoice."""
+    # The latest invoices (several may share an instant): the furthest point any took.
+    latest = (
+        select(func.max(Invoice.created_at)).where(Invoice.tenant_id == tenant_id)
+    ).scalar_subquery()
+    taken = [
+        datetime.fromisoformat(str(d["tokens_until"]))
+        for d in session.scalars(
+            select(Invoice.details).where(
+                Invoice.tenant_id == tenant_id, Invoice.created_at == latest
+            )
+        )
+        if d and d.get("tokens_until")
+    ]
+    after = max(taken, default=None)
+    until = max(until, after) if after is not None else until
+    return {
+        "tokens_from": after.isoformat() if after else None,
+        "tokens_until": until.isoformat(),
+        "tokens": invoice_tokens(session, tenant_id, after, until),
+    }
+
+
 @router.post("/invoices", status_code=201, response_model=InvoiceOut)
 def post_invoice(
     body: InvoiceCreate, request: Request, rt: Rt, who: BuyerOnly, key: IdempotencyKey = None
 ) -> Response:
-    """Close an invoice over the usage not yet invoiced; each record is invoiced once."""
+    """Close an invoice over the usage not yet invoiced; each record is invoiced once.
+    Beside the GPU-hours, it lists per service the tokens served since the last invoice
+    (quantities, for re-billing)."""
 
     def run(session: Session) -> tuple[int, InvoiceOut]:
         now = rt.clock.now()
@@ -249,12 +290,15 @@ def post_invoice(
             period_from=min(u.from_at for u in lines),
             period_to=max(u.to_at for u in lines),
             created_at=now,
+            # Read after the usage rows are locked: a concurrent twin's invoice is seen.
+            # A future ``until`` would skip tokens received before it on the next invoice.
+            details=_token_details(session, who.tenant_id, min(body.until or now, now)),
         )
         session.add(inv)
         for u in lines:
             u.invoice_id = inv.id
         session.flush()
-        return 201, InvoiceOut.model_validate(inv)
+        return 201, _invoice_out(inv)
 
     return run_idempotent(rt.db, who, key, "POST", request.url.path, body, rt.clock.now, run)
 
@@ -265,7 +309,7 @@ def list_invoices(rt: Rt, who: Buyer, limit: Limit = 100, offset: Offset = 0) ->
         q = select(Invoice).order_by(Invoice.created_at.desc(), Invoice.id)
         if not who.is_operator:
             q = q.where(Invoice.tenant_id == who.tenant_id)
-        return [InvoiceOut.model_validate(i) for i in s.scalars(q.limit(limit).offset(offset))]
+        return [_invoice_out(i) for i in s.scalars(q.limit(limit).offset(offset))]
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
@@ -274,7 +318,7 @@ def get_invoice(invoice_id: PathId, rt: Rt, who: Buyer) -> InvoiceOut:
         inv = s.get(Invoice, invoice_id)
         if inv is None or (not who.is_operator and inv.tenant_id != who.tenant_id):
             raise NotFound(f"no invoice {invoice_id!r}")
-        return InvoiceOut.model_validate(inv)
+        return _invoice_out(inv)
 
 
 # ----- ledger -----------------------------------------------------------------------------

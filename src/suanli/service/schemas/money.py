@@ -15,6 +15,7 @@ __all__ = [
     "GrantOut",
     "InvoiceCreate",
     "InvoiceOut",
+    "InvoiceTokens",
     "LedgerAccountOut",
     "PriceOut",
     "RoundOut",
@@ -134,6 +135,19 @@ class InvoiceCreate(In):
     until: Timestamp | None = None
 
 
+class InvoiceTokens(Out):
+    """Tokens one of the buyer's services served: quantities the owner can re-bill its own
+    users for (the exchange bills the replicas' GPU-hours, not tokens)."""
+
+    service_id: str
+    service_name: str | None = None
+    requests: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class InvoiceOut(Out):
     id: str
     tenant_id: str
@@ -145,6 +159,15 @@ class InvoiceOut(Out):
     period_from: datetime | None
     period_to: datetime | None
     created_at: datetime
+    tokens: list[InvoiceTokens] = Field(
+        default_factory=list, description="per service, the tokens served (quantities)"
+    )
+    tokens_from: datetime | None = Field(
+        default=None,
+        description="tokens are those of gateway batches received after this (the previous "
+        "invoice's tokens_until; None: since the start) …",
+    )
+    tokens_until: datetime | None = Field(default=None, description="… and up to this")
 
 
 class LedgerAccountOut(Out):
