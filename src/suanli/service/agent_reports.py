@@ -15,9 +15,10 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.service.agent_session import StaleReport, ended_why
+from suanli.service.agent_session import StaleReport, bump_after_commit, ended_why
 from suanli.service.auth import Principal
 from suanli.service.events import record_event
+from suanli.service.notify import Changes
 from suanli.service.problems import NotFound, Unprocessable
 from suanli.service.schemas.agent import ReportIn
 from suanli.service.schemas.work import JobOut, PlacementOut
@@ -32,9 +33,14 @@ LOG_TAIL_CHARS = 2000
 
 
 def report_allocation(
-    session: Session, report: ReportIn, who: Principal, now: datetime
+    session: Session,
+    report: ReportIn,
+    who: Principal,
+    now: datetime,
+    changes: Changes | None = None,
 ) -> JobOut | PlacementOut:
-    """Apply ``report`` to its allocation: the job's new state, or the replica's."""
+    """Apply ``report`` to its allocation: the job's new state, or the replica's (which
+    bumps ``changes`` once committed: a replica started or ended changes gateways' state)."""
     assert report.allocation_id is not None
     alloc = session.get(AllocationRow, report.allocation_id)
     if alloc is None or (not who.is_operator and alloc.seller_tenant_id != who.tenant_id):
@@ -67,6 +73,7 @@ def report_allocation(
         apply_job_report(session, row, alloc, report, now, who.account_id, data)
         session.flush()
         return JobOut.model_validate(row)
+    bump_after_commit(session, changes)
     return _apply_replica_report(session, alloc, report, now, who.account_id, data)
 
 

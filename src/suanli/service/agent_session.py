@@ -20,11 +20,12 @@ import secrets
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from suanli.service.auth import Principal
 from suanli.service.events import record_event
+from suanli.service.notify import Changes
 from suanli.service.problems import Conflict, NotFound
 from suanli.service.schemas.agent import HeartbeatIn, HeartbeatOut, HeldLease, StopOrder
 from suanli.service.settings import ServiceSettings
@@ -36,6 +37,7 @@ __all__ = [
     "SILENT",
     "Fenced",
     "StaleReport",
+    "bump_after_commit",
     "check_session",
     "ended_why",
     "heartbeat",
@@ -76,10 +78,23 @@ def own_site(session: Session, site_id: str, who: Principal) -> SiteRow:
     return site
 
 
+def bump_after_commit(session: Session, changes: Changes | None) -> None:
+    """Wake gateways' state polls once this transaction commits (not before: a poll woken
+    early would read the old rows and wait again)."""
+    if changes is not None:
+        event.listen(session, "after_commit", lambda _s: changes.bump(), once=True)
+
+
 def heartbeat(
-    session: Session, body: HeartbeatIn, who: Principal, now: datetime, settings: ServiceSettings
+    session: Session,
+    body: HeartbeatIn,
+    who: Principal,
+    now: datetime,
+    settings: ServiceSettings,
+    changes: Changes | None = None,
 ) -> HeartbeatOut:
-    """Keep the session alive; store replica health; say what the agent must stop."""
+    """Keep the session alive; store replica health; say what the agent must stop.
+    A replica whose health or endpoint changed bumps ``changes`` (gateways route by them)."""
     site = own_site(session, body.site_id, who)
     check_session(site, body.session)
     site.agent_seen_at = now
@@ -103,6 +118,8 @@ def heartbeat(
                 to_state=rep.health,
                 reason=f"replica {alloc.id} at {rep.endpoint or alloc.endpoint}: {rep.health}",
             )
+        if alloc.health != rep.health or (rep.endpoint and alloc.endpoint != rep.endpoint):
+            bump_after_commit(session, changes)
         alloc.health, alloc.health_at = rep.health, now
         if rep.endpoint:
             alloc.endpoint = rep.endpoint

@@ -8,7 +8,9 @@
    most that work could cost at its bid, so every hold succeeds.
 5. The exchange policy clears ``snapshot(now)``; ``apply(decision, start=False)`` takes
    concrete nodes. Each placement is held in the ledger and written with its reason.
-6. The round and the prices that changed are recorded.
+6. The round and the prices that changed are recorded, with each service's routing plan
+   (demand city → pool, requests/s) and the demand it planned for (measured by gateways
+   where they measured it, see ``service_demand``).
 
 Steps 2–5 (reading and solving) run outside any write lock; step 1 and the writes of
 step 5–6 run in one write transaction that re-checks each placement against the rows
@@ -39,6 +41,8 @@ def run_round(rt: Runtime) -> RoundSummary:
         summary = (
             rt.db.transact(lambda s: write_round(s, rt, plan, now)) if plan.writes else plan.summary
         )
+    if plan.horizons_over or (plan.decision is not None and plan.decision.services):
+        rt.serving_changes.bump()  # replicas and routes changed: wake gateways' polls
     if rt.last_prices is not None:
         rt.last_prices.update(summary.stored_prices)  # only once the round is committed
     m = rt.metrics

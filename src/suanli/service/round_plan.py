@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -26,10 +26,12 @@ from suanli.market.snapshot import (
     MarketRules,
     ServiceId,
 )
+from suanli.market.valuation import SECONDS_PER_HOUR, request_value_cny
 from suanli.service.clock import hours
 from suanli.service.ledger import wallet
 from suanli.service.market_view import MarketView, load_market_view, voucher_programs
 from suanli.service.runtime import Runtime
+from suanli.service.service_demand import DemandPlan, load_estimates, plan_demand, seconds
 from suanli.service.tables import (
     AllocationRow,
     JobRow,
@@ -41,6 +43,10 @@ __all__ = ["RoundPlan", "RoundSummary", "plan_round"]
 
 # Fen added to a job's most-possible cost: the engine rounds each payment leg to the fen.
 _ROUNDING_MARGIN_FEN = 2
+_NO_DEMAND = (
+    "demand: gateways measured no requests for a while, so none are planned; it is "
+    "placed again as soon as they measure demand (or set replicas.min)"
+)
 
 
 @dataclass
@@ -71,10 +77,15 @@ class RoundPlan:
     decision: Decision | None = None
     snapshot_sizes: tuple[int, int, int] = (0, 0, 0)
     horizons_over: bool = False
+    # Per active service: the demand planned now (measured or declared), for the ones
+    # whose plan or estimates' hysteresis state differ from what their row holds.
+    demand: dict[str, DemandPlan] = field(default_factory=dict)
 
     @property
     def writes(self) -> bool:
-        return bool(self.decision or self.expired or self.notes or self.horizons_over)
+        return bool(
+            self.decision or self.expired or self.notes or self.horizons_over or self.demand
+        )
 
 
 def plan_round(session: Session, rt: Runtime, now: datetime) -> RoundPlan:
@@ -92,17 +103,20 @@ def plan_round(session: Session, rt: Runtime, now: datetime) -> RoundPlan:
             select(ServiceRow).where(ServiceRow.state == "active").order_by(ServiceRow.submitted_at)
         )
     )
+    demand = {s.id: _plan_demand(s, now, rt) for s in services}
     view = load_market_view(session, now)
     # Replicas whose horizon ended are settled when the round is written: free already.
     live = [a for a in view.active if not _horizon_over(a, now)]
     horizons_over = len(live) != len(view.active)
     view = MarketView(view.sites, view.pools, view.speed, view.seller_of_pool, live)
     busy_services = {a.item_id for a in view.active if a.kind == "replica"}
+    rows_by_id = {s.id: s for s in services}
     services = [s for s in services if s.id not in busy_services]
     summary = RoundSummary(None, len(pending), len(services))
     summary.gpus_offered = sum(p.gpu_count for p in view.pools)
     summary.gpus_allocated = sum(a.gpus for a in view.active)
     plan = RoundPlan(summary, view, horizons_over=horizons_over)
+    plan.demand = {i: d for i, d in demand.items() if _demand_moved(rows_by_id[i], d)}
     if not pending and not services:
         return plan
 
@@ -125,23 +139,11 @@ def plan_round(session: Session, rt: Runtime, now: datetime) -> RoundPlan:
     summary.expired = len(expired)
 
     # Admission: the most each item could cost, against the buyer's wallet.
-    tenants = {j.tenant_id for j in jobs_by_id.values()} | {s.tenant_id for s in services}
+    values = [_service_value(svc, demand[svc.id]) for svc in services]
+    tenants = {j.tenant_id for j in jobs_by_id.values()} | {v.buyer for v in values}
     funds = _wallets(session, tenants)
-    for row in jobs_by_id.values():
-        most = math.ceil(row.bid_cny_per_ref_gpu_hour * _remaining(row) * 100)
-        most += _ROUNDING_MARGIN_FEN
-        if funds.get(row.tenant_id, 0) >= most:
-            funds[row.tenant_id] -= most
-        else:
-            del st.jobs[row.id]
-            plan.notes[row.id] = [_funds_reason(funds.get(row.tenant_id, 0), most, "job")]
-    for svc in services:
-        most = _service_most_fen(svc, horizon_h)
-        if funds.get(svc.tenant_id, 0) >= most:
-            funds[svc.tenant_id] -= most
-            st.services[svc.id] = ServiceRecord(service=_service_value(svc))
-        else:
-            plan.notes[svc.id] = [_funds_reason(funds.get(svc.tenant_id, 0), most, "service")]
+    _admit_jobs(st, plan, list(jobs_by_id.values()), funds)
+    _admit_services(st, plan, values, funds, horizon_h)
 
     snapshot = st.snapshot(now_h)
     if not snapshot.jobs and not snapshot.services:
@@ -159,6 +161,38 @@ def plan_round(session: Session, rt: Runtime, now: datetime) -> RoundPlan:
         if not st.services[so.service_id].replicas:
             plan.notes[so.service_id] = [str(r) for rs in so.unserved.values() for r in rs]
     return plan
+
+
+def _admit_jobs(
+    st: ExchangeState, plan: RoundPlan, jobs: list[JobRow], funds: dict[str, int]
+) -> None:
+    for row in jobs:
+        most = math.ceil(row.bid_cny_per_ref_gpu_hour * _remaining(row) * 100)
+        most += _ROUNDING_MARGIN_FEN
+        if funds.get(row.tenant_id, 0) >= most:
+            funds[row.tenant_id] -= most
+        else:
+            del st.jobs[row.id]
+            plan.notes[row.id] = [_funds_reason(funds.get(row.tenant_id, 0), most, "job")]
+
+
+def _admit_services(
+    st: ExchangeState,
+    plan: RoundPlan,
+    values: list[InferenceService],
+    funds: dict[str, int],
+    horizon_h: float,
+) -> None:
+    for svc in values:
+        if sum(svc.demand_rps.values()) <= 0 and svc.min_replicas == 0:
+            plan.notes[svc.id] = [_NO_DEMAND]
+            continue
+        most = _service_most_fen(svc, horizon_h)
+        if funds.get(svc.buyer, 0) >= most:
+            funds[svc.buyer] -= most
+            st.services[svc.id] = ServiceRecord(service=svc)
+        else:
+            plan.notes[svc.id] = [_funds_reason(funds.get(svc.buyer, 0), most, "service")]
 
 
 def _horizon_over(alloc: AllocationRow, now: datetime) -> bool:
@@ -194,25 +228,60 @@ def _job_record(row: JobRow) -> JobRecord:
     )
 
 
-def _service_value(row: ServiceRow) -> InferenceService:
+def _plan_demand(row: ServiceRow, now: datetime, rt: Runtime) -> DemandPlan:
+    """The service's demand plan now, over the catalogue's cities only (the engine plans
+    for no other; gateways' reports fold only those in)."""
+    plan = plan_demand(row, seconds(now))
+    cities = rt.ctx.cities
+    return replace(
+        plan,
+        planned={c: rps for c, rps in plan.planned.items() if c in cities},
+        estimates={c: e for c, e in plan.estimates.items() if c in cities},
+    )
+
+
+def _demand_moved(row: ServiceRow, plan: DemandPlan) -> bool:
+    """Whether the row must be written: another plan, or hysteresis state that moved."""
+    if (row.planned_demand_rps or {}) != plan.planned:
+        return True
+    stored = load_estimates(row.demand_estimates)
+    return any(
+        (stored[c].planned_rps, stored[c].low_since_s) != (e.planned_rps, e.low_since_s)
+        for c, e in plan.estimates.items()
+        if c in stored
+    )
+
+
+def _service_value(row: ServiceRow, demand: DemandPlan) -> InferenceService:
+    """The service as the engine sees it: the demand planned now (measured, or declared
+    where nothing was measured), the token profile measured (or declared), its bids."""
     return InferenceService(
         id=ServiceId(row.id),
         buyer=BuyerId(row.tenant_id),
         model=row.model,
-        demand_rps=dict(row.demand_rps),
-        prompt_tokens=row.prompt_tokens,
-        output_tokens=row.output_tokens,
+        demand_rps=dict(demand.planned),
+        prompt_tokens=demand.prompt_tokens,
+        output_tokens=demand.output_tokens,
         ttft_ms=row.ttft_ms,
         tpot_ms=row.tpot_ms,
         bid_cny_per_m_output_tokens=row.bid_cny_per_m_output_tokens,
         allowed_gpus=frozenset(row.allowed_gpus) if row.allowed_gpus else None,
         submitted_at_h=hours(row.submitted_at),
+        bid_cny_per_m_input_tokens=row.bid_cny_per_m_input_tokens,
+        bid_cny_per_m_cached_input_tokens=row.bid_cny_per_m_cached_input_tokens,
+        cached_fraction=demand.cached_fraction,
+        min_replicas=row.min_replicas,
+        max_replicas=row.max_replicas,
     )
 
 
-def _service_most_fen(row: ServiceRow, horizon_h: float) -> int:
-    tokens = sum(row.demand_rps.values()) * row.output_tokens * 3600.0 * horizon_h
-    return math.ceil(row.bid_cny_per_m_output_tokens * tokens / 1e6 * 100) + _ROUNDING_MARGIN_FEN
+def _service_most_fen(svc: InferenceService, horizon_h: float) -> int:
+    """The most one horizon of ``svc`` may cost: every planned request served, each at
+    what its tokens are worth at the bids. The engine never bills a service above the
+    value of the requests it serves, so the hold always covers the bill."""
+    rps = sum(svc.demand_rps.values())
+    worth = request_value_cny(svc) * rps * SECONDS_PER_HOUR * horizon_h
+    return math.ceil(worth * 100) + _ROUNDING_MARGIN_FEN
 
 
 def _occupy(st: ExchangeState, view: MarketView) -> None:

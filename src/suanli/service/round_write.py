@@ -4,22 +4,24 @@ transaction. See :mod:`suanli.service.clearing` for the whole round.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from suanli.engine.lifecycle import WorkState, check_transition
 from suanli.engine.records import Allocation
 from suanli.engine.state import ExchangeState
-from suanli.market.decision import Decision, JobPlacement, Payment
+from suanli.market.decision import Decision, JobPlacement, Payment, Route, ServiceOutcome
 from suanli.service.events import record_event
 from suanli.service.ledger import hold_entries, post, post_many
 from suanli.service.market_view import MarketView
 from suanli.service.problems import InsufficientFunds
 from suanli.service.round_plan import RoundPlan, RoundSummary
 from suanli.service.runtime import Runtime
+from suanli.service.service_demand import dump_estimates, load_estimates
 from suanli.service.settlement import settle_allocation
 from suanli.service.tables import (
     AllocationRow,
@@ -27,6 +29,7 @@ from suanli.service.tables import (
     JobRow,
     MarketPrice,
     RoundRow,
+    ServiceRoute,
     ServiceRow,
     SiteRow,
     new_id,
@@ -39,6 +42,7 @@ def write_round(session: Session, rt: Runtime, plan: RoundPlan, now: datetime) -
     summary = replace(plan.summary, prices={}, stored_prices={})
     summary.jobs_placed = summary.services_placed = summary.gpus_placed = 0
     _end_service_horizons(session, now)
+    _write_demand(session, plan)
     st, decision = plan.st, plan.decision
     touched = [i for i, _, _ in plan.expired] + [i for i in plan.notes if i.startswith("job-")]
     if decision is not None:
@@ -119,6 +123,33 @@ def _end_service_horizons(session: Session, now: datetime) -> None:
     ):
         if alloc.placed_at + timedelta(hours=alloc.planned_h) <= now:
             settle_allocation(session, alloc, now, alloc.planned_h)
+
+
+def _write_demand(session: Session, plan: RoundPlan) -> None:
+    """Store each re-planned service's plan and the estimates' hysteresis state.
+
+    Gateways' reports fold new measurements into the same estimates meanwhile: only the
+    plan's own fields (``planned_rps``, ``low_since_s``) are written over what the row
+    holds now, under its lock, so no measurement is lost."""
+    if not plan.demand:
+        return
+    for row in session.scalars(
+        select(ServiceRow)
+        .where(ServiceRow.id.in_(sorted(plan.demand)), ServiceRow.state == "active")
+        .order_by(ServiceRow.id)
+        .with_for_update()
+    ):
+        dp = plan.demand[row.id]
+        current = load_estimates(row.demand_estimates)
+        for city, est in dp.estimates.items():
+            now_est = current.get(city)
+            current[city] = (
+                est
+                if now_est is None
+                else replace(now_est, planned_rps=est.planned_rps, low_since_s=est.low_since_s)
+            )
+        row.demand_estimates = dump_estimates(current) if current else None
+        row.planned_demand_rps = dict(dp.planned)
 
 
 def _move(session: Session, row: JobRow, to: WorkState, reason: str, now: datetime) -> None:
@@ -261,45 +292,89 @@ def _write_services(
 ) -> None:
     for so in decision.services:
         row = rows.get(so.service_id)
+        if row is None:
+            continue  # stopped meanwhile
         replicas = st.services[so.service_id].replicas
-        if row is None or not replicas:
-            continue  # stopped meanwhile, or nothing placed (reasons already noted)
-        reasons = [str(r) for rs in so.unserved.values() for r in rs]
-        if any(st.pools[a.pool_id].site_id not in up_sites for a in replicas):
-            continue
-        why = (
-            f"{len(replicas)} replica(s) on "
-            + ", ".join(sorted({a.pool_id for a in replicas}))
-            + f"; serving {so.served_rps:.1f} of {so.demand_rps:.1f} req/s"
+        # A site that went down meanwhile: placed again next round.
+        sites_up = all(st.pools[a.pool_id].site_id in up_sites for a in replicas)
+        placed = (
+            bool(replicas)
+            and sites_up
+            and _place_service(session, so, row, replicas, view, round_id, now)
         )
-        arows = [
-            _allocation_row(a, row.tenant_id, view.seller_of_pool[a.pool_id], round_id, now, why)
-            for a in replicas
-        ]
-        try:
-            with session.begin_nested():
-                for a, arow in zip(replicas, arows, strict=True):
-                    post(session, "hold", hold_entries(row.tenant_id, a.payment), now, ref=arow.id)
-                    session.add(arow)
-        except InsufficientFunds as exc:
-            _note(row, f"funds: {exc.detail}")
-            continue
-        record_event(
-            session,
-            at=now,
-            subject_kind="service",
-            subject_id=row.id,
-            kind="placed",
-            tenant_id=row.tenant_id,
-            actor="clearing",
-            reason=why,
-            data={"replicas": len(replicas), "served_rps": so.served_rps},
+        # The routing plan gateways follow: this round's, or none if nothing was placed.
+        _replace_routes(session, row.id, so.routes if placed else (), round_id)
+        if placed:
+            summary.services_placed += 1
+            summary.gpus_placed += sum(a.gpus for a in replicas)
+
+
+def _place_service(
+    session: Session,
+    so: ServiceOutcome,
+    row: ServiceRow,
+    replicas: list[Allocation],
+    view: MarketView,
+    round_id: int,
+    now: datetime,
+) -> bool:
+    """Hold and write one service's replicas; False (with the reason noted) if the
+    wallet could not cover the hold."""
+    reasons = [str(r) for rs in so.unserved.values() for r in rs]
+    why = (
+        f"{len(replicas)} replica(s) on "
+        + ", ".join(sorted({a.pool_id for a in replicas}))
+        + f"; serving {so.served_rps:.1f} of {so.demand_rps:.1f} req/s"
+    )
+    arows = [
+        _allocation_row(a, row.tenant_id, view.seller_of_pool[a.pool_id], round_id, now, why)
+        for a in replicas
+    ]
+    try:
+        with session.begin_nested():
+            for a, arow in zip(replicas, arows, strict=True):
+                post(session, "hold", hold_entries(row.tenant_id, a.payment), now, ref=arow.id)
+                session.add(arow)
+    except InsufficientFunds as exc:
+        _note(row, f"funds: {exc.detail}")
+        return False
+    record_event(
+        session,
+        at=now,
+        subject_kind="service",
+        subject_id=row.id,
+        kind="placed",
+        tenant_id=row.tenant_id,
+        actor="clearing",
+        reason=why,
+        data={"replicas": len(replicas), "served_rps": so.served_rps},
+    )
+    row.reason = why
+    row.served_rps = so.served_rps
+    _note_many(row, reasons)
+    return True
+
+
+def _replace_routes(
+    session: Session, service_id: str, routes: Sequence[Route], round_id: int
+) -> None:
+    session.execute(delete(ServiceRoute).where(ServiceRoute.service_id == service_id))
+    if routes:
+        session.execute(
+            insert(ServiceRoute),
+            [
+                {
+                    "service_id": service_id,
+                    "round_id": round_id,
+                    "city": r.city,
+                    "pool_id": r.pool_id,
+                    "rps": r.rps,
+                    "rtt_ms": r.rtt_ms,
+                    "ttft_ms": r.ttft_ms,
+                }
+                for r in routes
+            ],
         )
-        row.reason = why
-        row.served_rps = so.served_rps
-        _note_many(row, reasons)
-        summary.services_placed += 1
-        summary.gpus_placed += sum(a.gpus for a in replicas)
 
 
 def _write_prices(

@@ -18,6 +18,7 @@ from suanli.service.auth import Principal
 from suanli.service.events import record_event
 from suanli.service.problems import Conflict, NotFound
 from suanli.service.schemas.agent import ReportIn
+from suanli.service.schemas.work import ServiceUpdate
 from suanli.service.settlement import reported_hours, settle_allocation
 from suanli.service.tables import AllocationRow, JobRow, PoolRow, ServiceRow, SiteRow
 
@@ -29,6 +30,7 @@ __all__ = [
     "report_job",
     "set_site_up",
     "stop_service",
+    "update_service",
 ]
 
 
@@ -235,6 +237,53 @@ def stop_service(session: Session, row: ServiceRow, now: datetime, actor: str) -
     row.reason = "stopped by buyer"
     row.served_rps = 0.0
     row.stopped_at = now
+
+
+def update_service(
+    session: Session,
+    row: ServiceRow,
+    body: ServiceUpdate,
+    demand: dict[str, float] | None,
+    now: datetime,
+    actor: str,
+) -> None:
+    """Apply an owner's change (``demand``: the body's demand with catalogue city names)
+    and log what changed, old and new; rounds read the row afresh, so the next one that
+    clears the service plans with it."""
+    if row.state != "active":
+        raise Conflict(f"service {row.id} is {row.state}: a stopped service cannot be changed")
+    new: dict[str, object] = {}
+    if demand is not None:
+        new["demand_rps"] = demand
+    if body.tokens is not None:
+        new["prompt_tokens"] = body.tokens.prompt
+        new["output_tokens"] = body.tokens.output
+        new["cached_fraction"] = body.tokens.cached_fraction
+    if body.slo is not None:
+        new["ttft_ms"], new["tpot_ms"] = body.slo.ttft_ms, body.slo.tpot_ms
+    for bid in (
+        "bid_cny_per_m_output_tokens",
+        "bid_cny_per_m_input_tokens",
+        "bid_cny_per_m_cached_input_tokens",
+    ):
+        if getattr(body, bid) is not None:
+            new[bid] = getattr(body, bid)
+    if body.replicas is not None:
+        new["min_replicas"], new["max_replicas"] = body.replicas.min, body.replicas.max
+    changed = {k: [getattr(row, k), v] for k, v in new.items() if getattr(row, k) != v}
+    for k, (_, v) in changed.items():
+        setattr(row, k, v)
+    record_event(
+        session,
+        at=now,
+        subject_kind="service",
+        subject_id=row.id,
+        kind="updated",
+        tenant_id=row.tenant_id,
+        actor=actor,
+        reason="updated by its owner: " + (", ".join(sorted(changed)) or "nothing changed"),
+        data={"changed": changed},
+    )
 
 
 def set_site_up(

@@ -26,8 +26,10 @@ from suanli.service.schemas.work import (
     PlacementOut,
     ServiceOut,
     ServiceSpec,
+    ServiceUpdate,
     WhyOut,
 )
+from suanli.service.service_demand import measured_rps
 from suanli.service.tables import (
     AllocationRow,
     Event,
@@ -36,7 +38,7 @@ from suanli.service.tables import (
     ServiceRow,
     new_id,
 )
-from suanli.service.work_ops import cancel_job, lock_job, stop_service
+from suanli.service.work_ops import cancel_job, lock_job, stop_service, update_service
 
 __all__ = ["router"]
 
@@ -263,6 +265,15 @@ def get_job_why(job_id: PathId, rt: Rt, who: Buyer) -> WhyOut:
 
 
 # ----- services ---------------------------------------------------------------------------
+def _demand(cat: Catalog, declared: dict[str, float]) -> dict[str, float]:
+    """City names as the catalogue spells them (two spellings of one city add up)."""
+    demand: dict[str, float] = {}
+    for c, rps in declared.items():
+        name = _resolve(city, cat, c, f"body.demand_rps.{c[:40]}")
+        demand[name] = demand.get(name, 0.0) + rps
+    return demand
+
+
 @router.post("/services", status_code=201, response_model=ServiceOut)
 def post_service(
     spec: ServiceSpec, request: Request, rt: Rt, who: BuyerOnly, key: IdempotencyKey = None
@@ -270,10 +281,7 @@ def post_service(
     """Submit an inference service; replicas are placed and billed per horizon."""
     cat = rt.catalog
     model_name = _resolve(model, cat, spec.model, "body.model")
-    demand: dict[str, float] = {}
-    for c, rps in spec.demand_rps.items():
-        name = _resolve(city, cat, c, f"body.demand_rps.{c[:40]}")
-        demand[name] = demand.get(name, 0.0) + rps
+    demand = _demand(cat, spec.demand_rps)
     allowed = _gpus(cat, spec.resources.allowed_gpus, "body.resources.allowed_gpus")
 
     def run(session: Session) -> tuple[int, ServiceOut]:
@@ -290,6 +298,11 @@ def post_service(
             ttft_ms=spec.slo.ttft_ms,
             tpot_ms=spec.slo.tpot_ms,
             bid_cny_per_m_output_tokens=spec.bid_cny_per_m_output_tokens,
+            bid_cny_per_m_input_tokens=spec.bid_cny_per_m_input_tokens,
+            bid_cny_per_m_cached_input_tokens=spec.bid_cny_per_m_cached_input_tokens,
+            cached_fraction=spec.tokens.cached_fraction,
+            min_replicas=spec.replicas.min,
+            max_replicas=spec.replicas.max,
             allowed_gpus=allowed,
             state="active",
             reason="submitted",
@@ -327,6 +340,7 @@ def _service(session: Session, service_id: str, who: Principal, lock: bool = Fal
 def _service_out(session: Session, row: ServiceRow) -> ServiceOut:
     out = ServiceOut.model_validate(row)
     out.replicas = [p for p in _placements(session, row.id) if p.active]
+    out.measured_rps = measured_rps(row)
     return out
 
 
@@ -362,7 +376,28 @@ def post_stop(
         session.flush()
         return 200, _service_out(session, row)
 
-    return run_idempotent(rt.db, who, key, "POST", request.url.path, {}, rt.clock.now, run)
+    out = run_idempotent(rt.db, who, key, "POST", request.url.path, {}, rt.clock.now, run)
+    rt.serving_changes.bump()  # gateways stop routing to its replicas now
+    return out
+
+
+@router.patch("/services/{service_id}", response_model=ServiceOut)
+def patch_service(service_id: PathId, body: ServiceUpdate, rt: Rt, who: BuyerOnly) -> ServiceOut:
+    """Change a running service's demand, bids, SLO, token profile or replica bounds.
+    The next round that clears the service uses them (replicas are placed per billing
+    horizon, so at the latest when the current placements reach theirs); gateways see a
+    new SLO at once. A stopped service cannot be changed (409)."""
+    demand = _demand(rt.catalog, body.demand_rps) if body.demand_rps is not None else None
+
+    def run(session: Session) -> ServiceOut:
+        row = _service(session, service_id, who, lock=True)
+        update_service(session, row, body, demand, rt.clock.now(), who.account_id)
+        session.flush()
+        return _service_out(session, row)
+
+    out = rt.db.transact(run)
+    rt.serving_changes.bump()
+    return out
 
 
 @router.get("/services/{service_id}/why", response_model=WhyOut)

@@ -31,15 +31,24 @@ A service file::
     name: chat
     model: Llama-3.1-8B
     demand_rps: {Shanghai: 40, Hangzhou: 10}
-    tokens: {prompt: 1000, output: 250}
+    tokens: {prompt: 1000, output: 250, cached_fraction: 0.3}
     slo: {ttft_ms: 500, tpot_ms: 30}
-    bid_cny_per_m_output_tokens: 10
+    bid_cny_per_m_input_tokens: 2           # prompt tokens that miss the prefix cache
+    bid_cny_per_m_cached_input_tokens: 0.5  # prompt tokens served from the cache
+    bid_cny_per_m_output_tokens: 8
+    replicas: {min: 1, max: 8}              # bounds on the replicas the clearing plans
     command: vllm serve meta-llama/Llama-3.1-8B-Instruct --port $PORT   # optional
     health_path: /health
 
 With a ``command``, each replica runs on its site through the site's agent, which picks
 a port (``$PORT``), reports the replica's endpoint and probes ``health_path`` there.
 Without one, replicas are placed and billed but nothing is started.
+
+Bids are yuan per million tokens, the shape of public API price lists; a request is worth
+what its tokens are worth at them (``market.valuation``), and the buyer never pays more.
+``demand_rps`` is where planning starts: once inference gateways measure a city's demand,
+the measurement (with headroom) is planned instead. ``PATCH /v1/services/{id}`` changes
+demand, bids, SLO, tokens and replica bounds of a running service.
 """
 
 from __future__ import annotations
@@ -59,9 +68,11 @@ __all__ = [
     "JobOut",
     "JobSpec",
     "PlacementOut",
+    "ReplicasSpec",
     "ResourcesSpec",
     "ServiceOut",
     "ServiceSpec",
+    "ServiceUpdate",
     "SloSpec",
     "TokensSpec",
     "WhyOut",
@@ -159,6 +170,8 @@ class JobSpec(In):
 class TokensSpec(In):
     prompt: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
     output: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+    # The share of prompt tokens the owner expects the prefix cache to serve.
+    cached_fraction: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
 
 
 class SloSpec(In):
@@ -170,6 +183,34 @@ class ServiceResources(In):
     allowed_gpus: GpuNames | None = None
 
 
+class ReplicasSpec(In):
+    """Bounds on the replicas the clearing plans; ``max`` None: as many as demand needs."""
+
+    min: int = Field(default=0, ge=0, le=10_000)
+    max: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicasSpec:
+        if self.max is not None and self.max < max(1, self.min):
+            raise ValueError(
+                f"replicas.max ({self.max}) must be at least 1 and at least replicas.min "
+                f"({self.min})"
+            )
+        return self
+
+
+Bid = Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]
+
+
+def _check_demand(v: dict[str, float]) -> dict[str, float]:
+    for city, rps in v.items():
+        if not (isinstance(rps, (int, float)) and 0 <= rps <= 1_000_000 and rps == rps):
+            raise ValueError(f"demand for {city!r} must be a number in [0, 1e6], got {rps}")
+    if sum(v.values()) <= 0:
+        raise ValueError("total demand must be above 0 requests per second")
+    return v
+
+
 class ServiceSpec(In):
     kind: Literal["service"] = "service"
     name: Name
@@ -177,7 +218,10 @@ class ServiceSpec(In):
     demand_rps: dict[Name, float] = Field(min_length=1, max_length=64)
     tokens: TokensSpec
     slo: SloSpec
-    bid_cny_per_m_output_tokens: float = Field(ge=0, le=100_000, allow_inf_nan=False)
+    bid_cny_per_m_output_tokens: Bid
+    bid_cny_per_m_input_tokens: Bid = 0.0
+    bid_cny_per_m_cached_input_tokens: Bid = 0.0
+    replicas: ReplicasSpec = ReplicasSpec()
     resources: ServiceResources = ServiceResources()
     command: Text | None = None
     env: dict[str, EnvValue] | None = Field(default=None, max_length=100)
@@ -195,15 +239,31 @@ class ServiceSpec(In):
             spec["health_path"] = self.health_path
         return spec or None
 
+    _demand = field_validator("demand_rps")(_check_demand)
+
+
+class ServiceUpdate(In):
+    """What ``PATCH /v1/services/{id}`` may change; fields left out stay as they are.
+    Validated like a new service; the next round that clears the service uses it."""
+
+    demand_rps: dict[Name, float] | None = Field(default=None, min_length=1, max_length=64)
+    tokens: TokensSpec | None = None
+    slo: SloSpec | None = None
+    bid_cny_per_m_output_tokens: Bid | None = None
+    bid_cny_per_m_input_tokens: Bid | None = None
+    bid_cny_per_m_cached_input_tokens: Bid | None = None
+    replicas: ReplicasSpec | None = None
+
     @field_validator("demand_rps")
     @classmethod
-    def _demand(cls, v: dict[str, float]) -> dict[str, float]:
-        for city, rps in v.items():
-            if not (isinstance(rps, (int, float)) and 0 <= rps <= 1_000_000 and rps == rps):
-                raise ValueError(f"demand for {city!r} must be a number in [0, 1e6], got {rps}")
-        if sum(v.values()) <= 0:
-            raise ValueError("total demand must be above 0 requests per second")
-        return v
+    def _demand(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        return None if v is None else _check_demand(v)
+
+    @model_validator(mode="after")
+    def _something(self) -> ServiceUpdate:
+        if not self.model_fields_set:
+            raise ValueError("nothing to update: give at least one field")
+        return self
 
 
 class EventOut(Out):
@@ -274,11 +334,25 @@ class ServiceOut(Out):
     output_tokens: float
     ttft_ms: float
     tpot_ms: float
+    cached_fraction: float = 0.0
     bid_cny_per_m_output_tokens: float
+    bid_cny_per_m_input_tokens: float = 0.0
+    bid_cny_per_m_cached_input_tokens: float = 0.0
+    min_replicas: int = 0
+    max_replicas: int | None = None
+    # City → requests/s: what the last round planned for, and what gateways measured
+    # (smoothed); a city is planned at its declared demand until it is measured.
+    planned_demand_rps: dict[str, float] = Field(default_factory=dict)
+    measured_rps: dict[str, float] = Field(default_factory=dict)
     last_reasons: list[str]
     replicas: list[PlacementOut] = Field(default_factory=list)
     submitted_at: datetime
     stopped_at: datetime | None
+
+    @field_validator("planned_demand_rps", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v: object) -> object:
+        return {} if v is None else v
 
 
 class WhyOut(Out):
