@@ -152,3 +152,23 @@ def test_unknown_policy_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2
     assert "unknown policy 'fastest'" in err and "exchange" in err
     assert "Traceback" not in err
+
+
+def test_clear_reads_token_bids_and_replica_bounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A warm replica the owner asks for, where 0.01 req/s would not pay for one.
+    warm = (
+        "  - {id: docs, buyer: lab, model: llama3.1-8b, demand_rps: {Beijing: 0.01},\n"
+        "     prompt_tokens: 12000, output_tokens: 343, ttft_ms: 10000, tpot_ms: 50,\n"
+        "     bid_cny_per_m_input_tokens: 2, bid_cny_per_m_cached_input_tokens: 0.5,\n"
+        "     cached_fraction: 0.563, bid_cny_per_m_output_tokens: 8, min_replicas: 1}\n"
+    )
+    path = tmp_path / "warm.yaml"
+    path.write_text(GOOD_YAML.replace("vouchers:\n", warm + "vouchers:\n"), encoding="utf-8")
+    code, out, err = run(["clear", str(path)], capsys)
+    assert code == 0, err
+    assert "Services (2)" in out
+    data = run_json(["clear", str(path)], capsys)
+    (docs,) = [s for s in data["services"] if s["service_id"] == "docs"]
+    assert [r["required"] for r in docs["replicas"]] == [1]

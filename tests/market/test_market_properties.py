@@ -1,7 +1,9 @@
 """Properties every clearing must keep, on random small markets, for every placing policy.
 
-- no buyer pays more than its bid (jobs: bid × work; services: the bid's value of the
-  tokens served over the horizon), to the fen's rounding;
+- no buyer pays more than its bid (jobs: bid × work; services: the bids' value of the
+  tokens served over the horizon, plus the replicas it required with ``min_replicas`` at
+  the pool's price), to the fen's rounding;
+- a service never holds more than its ``max_replicas``;
 - no seller gets less than its reserve (every pool's price ≥ reserve; seller payments
   ≥ reserve × GPUs × hours, to the fen);
 - payments balance to the fen: buyer + voucher = seller + fee, every placement;
@@ -48,6 +50,7 @@ from suanli.market.snapshot import (
     ServiceId,
     VoucherProgram,
 )
+from suanli.market.valuation import value_cny_per_rps_hour
 from suanli.perf.training import speed_factor
 
 T = TypeVar("T")
@@ -156,6 +159,7 @@ def job_st(draw: st.DrawFn, i: int) -> BatchJob:
 @st.composite
 def service_st(draw: st.DrawFn, k: int) -> InferenceService:
     cities = draw(st.lists(st.sampled_from(CITIES), min_size=1, max_size=3, unique=True))
+    lo = draw(st.sampled_from((0, 0, 1, 2)))
     return InferenceService(
         id=ServiceId(f"svc-{k}"),
         buyer=BuyerId(draw(st.sampled_from(BUYERS))),
@@ -168,6 +172,11 @@ def service_st(draw: st.DrawFn, k: int) -> InferenceService:
         bid_cny_per_m_output_tokens=draw(cents),
         allowed_gpus=draw(allowed),
         submitted_at_h=draw(st.floats(0, 1)),
+        bid_cny_per_m_input_tokens=draw(st.sampled_from((0.0, 0.0, 1.0, 2.0, 4.0))),
+        bid_cny_per_m_cached_input_tokens=draw(st.sampled_from((0.0, 0.5))),
+        cached_fraction=draw(st.sampled_from((0.0, 0.563, 1.0))),
+        min_replicas=lo,
+        max_replicas=draw(st.none() | st.integers(max(1, lo), 4)),
     )
 
 
@@ -244,12 +253,18 @@ def check_money(snap: MarketSnapshot, d: Decision) -> None:
             p.price_cny_per_gpu_hour for p in d.prices if p.pool_id == pl.pool_id
         )
     services = {s.id: s for s in snap.services}
+    prices = {p.pool_id: p.price_cny_per_gpu_hour for p in d.prices}
     for out in d.services:
         svc, pay = services[out.service_id], out.payment
         assert pay.buyer_fen + pay.voucher_fen == pay.seller_fen + pay.fee_fen, out
-        value_per_rps_h = svc.bid_cny_per_m_output_tokens * svc.output_tokens * 3600 / 1e6
-        worth_fen = out.served_rps * value_per_rps_h * horizon_h * 100
-        assert pay.buyer_fen <= worth_fen + 1, (out, worth_fen)
+        worth_fen = out.served_rps * value_cny_per_rps_hour(svc) * horizon_h * 100
+        # Replicas there only for the owner's min_replicas are paid at the pool's price.
+        required_fen = sum(
+            prices[r.pool_id] * r.required * r.gpus_per_replica * horizon_h * 100
+            for r in out.replicas
+        )
+        fee = 1 + snap.rules.fee_rate
+        assert pay.buyer_fen <= worth_fen + required_fen * fee + 1, (out, worth_fen)
         floor_fen = sum(
             pools[r.pool_id].reserve_cny_per_gpu_hour
             * r.replicas
@@ -444,6 +459,13 @@ def check_services(snap: MarketSnapshot, d: Decision, policy: str) -> None:
         for pool_id, rps in on_pool.items():
             assert rps <= cap.get(pool_id, 0.0) + 1e-6, (pool_id, rps, cap)
         assert out.served_rps == pytest.approx(sum(served.values()))
+        # The owner's replica bounds: never above max_replicas; required replicas (paid
+        # whatever they serve) only up to min_replicas, and only where the exchange plans.
+        total = sum(r.replicas for r in out.replicas)
+        required = sum(r.required for r in out.replicas)
+        assert svc.max_replicas is None or total <= svc.max_replicas, (out, svc.max_replicas)
+        assert required <= svc.min_replicas, out
+        assert required == 0 or policy == "exchange", out
 
 
 def check_all(snap: MarketSnapshot, d: Decision, policy: str) -> None:

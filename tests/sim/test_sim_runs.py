@@ -84,7 +84,10 @@ def test_the_latency_blind_broker_breaks_slos_the_exchange_meets(tiny: Scenario)
     res = simulate(sc, ["exchange", "cheapest"], days=0.25)
     ex, ch = (res.results[p].summary["inference"] for p in ("exchange", "cheapest"))
     assert ex["slo_attainment"] == pytest.approx(ex["served_share"])  # nothing served late
-    assert ex["slo_attainment"] > 0.99
+    # Not quite all served: the first round plans the declared daily mean before anything
+    # is measured, and at midnight the true demand is 1.35× that (about 1% of the run's
+    # requests; see test_sim_estimator).
+    assert ex["slo_attainment"] > 0.98
     assert ch["slo_violation_share"] > 0.1
     assert ch["slo_attainment"] < ex["slo_attainment"]
 

@@ -42,6 +42,35 @@ def test_extends_merges_tables_and_replaces_lists(tmp_path: Path) -> None:
     assert w1.pool_hub[w1.pool_ids.index("qy-new/h20")] == "gansu"
 
 
+SVC = (
+    'name = "x"\n[[inference.services]]\nid = "s"\nmodel = "Qwen2.5-7B"\nttft_ms = 2000\n'
+    "tpot_ms = 80\nbid_cny_per_m_output_tokens = 8\nmean_rps = 1\n"
+)
+
+
+def test_token_bids_default_to_output_only_and_load_when_given(tmp_path: Path) -> None:
+    f = tmp_path / "bids.toml"
+    f.write_text(SVC, encoding="utf-8")
+    (old,) = load_scenario(str(f)).inference.services
+    assert (old.bid_cny_per_m_input_tokens, old.cached_fraction, old.max_replicas) == (0, 0, None)
+    f.write_text(
+        SVC + "bid_cny_per_m_input_tokens = 2\nbid_cny_per_m_cached_input_tokens = 0.5\n"
+        "cached_fraction = 0.563\nmin_replicas = 1\nmax_replicas = 9\n",
+        encoding="utf-8",
+    )
+    (new,) = load_scenario(str(f)).inference.services
+    assert (new.bid_cny_per_m_input_tokens, new.bid_cny_per_m_cached_input_tokens) == (2, 0.5)
+    assert (new.cached_fraction, new.min_replicas, new.max_replicas) == (0.563, 1, 9)
+
+
+def test_shipped_scenarios_bid_per_token_like_a_price_list() -> None:
+    for name in ("china-2025", "deepseek-shift"):
+        for svc in load_scenario(name).inference.services:
+            assert svc.bid_cny_per_m_input_tokens > 0, (name, svc.id)
+            assert 0 < svc.bid_cny_per_m_cached_input_tokens < svc.bid_cny_per_m_input_tokens
+            assert 0 < svc.cached_fraction < 1
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -53,6 +82,9 @@ def test_extends_merges_tables_and_replaces_lists(tmp_path: Path) -> None:
         ('name = "x"\n[[fleet.add_sites]]\nid = "s"\n', r"give either `cluster`"),
         ('name = "x"\nmix = [{day = 3}, {day = 1}]\n', r"increasing `day`"),
         ("name = \n", r"invalid TOML"),
+        (SVC + "cached_fraction = 1.5\n", r"cached_fraction: Input should be less than or"),
+        (SVC + "min_replicas = 3\nmax_replicas = 2\n", r"max_replicas \(2\) is below min"),
+        ('name = "x"\n[inference.estimator]\nheadroom = 0.5\n', r"estimator\.headroom"),
     ],
 )
 def test_bad_scenarios_say_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

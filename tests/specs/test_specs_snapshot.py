@@ -13,6 +13,7 @@ from suanli.catalog import load_catalog
 from suanli.catalog.fleet import load_fleet
 from suanli.domain import Fabric
 from suanli.errors import InvalidInput, UnknownName
+from suanli.market.valuation import value_cny_per_rps_hour
 from suanli.perf.training import speed_factor
 from suanli.specs.snapshot import load_snapshot
 
@@ -24,6 +25,15 @@ JOB = (
     "  - {id: j, buyer: acme, gpus: 8, work_ref_gpu_hours: 80,\n"
     "     bid_cny_per_ref_gpu_hour: 15, origin_city: Shanghai}\n"
 )
+
+
+def svc(extra: str = "") -> str:
+    """A long-document service, with ``extra`` fields at the end of its mapping."""
+    return (
+        "services:\n  - {id: s1, buyer: a, model: llama3.1-8b, demand_rps: {Shanghai: 1},\n"
+        "     prompt_tokens: 12000, output_tokens: 343, ttft_ms: 10000, tpot_ms: 50,\n"
+        f"     bid_cny_per_m_output_tokens: 8{extra}}}\n"
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "market.yaml") -> Path:
@@ -67,6 +77,30 @@ def test_yaml_fixture_resolves_names_and_defaults() -> None:
     assert snap.rules.fee_rate == 0.02
     assert snap.rules.service_horizon_h == 0.25  # default
     assert "Shanghai" in ctx.cities and "H100" in ctx.accelerators
+
+
+def test_a_file_written_before_token_bids_keeps_its_meaning() -> None:
+    # market.yaml bids per output token only: no input bids, no cache, no replica bounds.
+    snap, _ = load_snapshot(DATA / "market.yaml")
+    (s,) = snap.services
+    assert (s.bid_cny_per_m_input_tokens, s.bid_cny_per_m_cached_input_tokens) == (0, 0)
+    assert (s.cached_fraction, s.min_replicas, s.max_replicas) == (0.0, 0, None)
+    assert value_cny_per_rps_hour(s) == pytest.approx(
+        s.bid_cny_per_m_output_tokens * s.output_tokens * 3600 / 1e6
+    )
+
+
+def test_token_bids_and_replica_bounds_load(tmp_path: Path) -> None:
+    extra = (
+        ", bid_cny_per_m_input_tokens: 2, bid_cny_per_m_cached_input_tokens: 0.5,"
+        " cached_fraction: 0.563, min_replicas: 1, max_replicas: 4"
+    )
+    snap, _ = load_snapshot(write(tmp_path, SITE + POOL + svc(extra)))
+    (s,) = snap.services
+    assert (s.bid_cny_per_m_input_tokens, s.bid_cny_per_m_cached_input_tokens) == (2, 0.5)
+    assert (s.cached_fraction, s.min_replicas, s.max_replicas) == (0.563, 1, 4)
+    # 12,000 × 0.437 × 2 + 12,000 × 0.563 × 0.5 + 343 × 8 = 16,610 yuan per million requests.
+    assert value_cny_per_rps_hour(s) == pytest.approx(0.016610 * 3600)
 
 
 def test_json_and_yaml_fixtures_are_the_same_market() -> None:
@@ -168,6 +202,26 @@ BAD_FILES: list[tuple[str, str, list[str]]] = [
         "pool on an unknown site",
         SITE + POOL.replace("site_id: s", "site_id: nowhere"),
         ["pools.0 (p)", "site 'nowhere'", "not in `sites` or the fleet"],
+    ),
+    (
+        "cached fraction above 1",
+        SITE + POOL + svc(", cached_fraction: 1.2"),
+        ["services.0.cached_fraction", "less than or equal to 1"],
+    ),
+    (
+        "negative input bid",
+        SITE + POOL + svc(", bid_cny_per_m_input_tokens: -2"),
+        ["services.0.bid_cny_per_m_input_tokens", "greater than or equal to 0"],
+    ),
+    (
+        "max replicas below min",
+        SITE + POOL + svc(", min_replicas: 3, max_replicas: 2"),
+        ["services.0", "max_replicas (2) is below min_replicas (3)"],
+    ),
+    (
+        "no replicas at all",
+        SITE + POOL + svc(", max_replicas: 0"),
+        ["services.0.max_replicas", "greater than or equal to 1"],
     ),
     ("no pools", SITE, ["no pools", "fleet: china-2025"]),
     ("unknown fleet", "fleet: atlantis\n", ["unknown fleet 'atlantis'"]),

@@ -66,7 +66,9 @@ def clear(
                     "served rps": s.served_rps,
                     "demand rps": s.demand_rps,
                     "replicas": ", ".join(
-                        f"{r.replicas}×{r.gpus_per_replica} @ {r.pool_id}" for r in s.replicas
+                        f"{r.replicas}×{r.gpus_per_replica} @ {r.pool_id}"
+                        + (f" ({r.required} for min_replicas)" if r.required else "")
+                        for r in s.replicas
                     ),
                     "worst TTFT ms": max((r.rtt_ms + r.ttft_ms for r in s.routes), default=None),
                 }

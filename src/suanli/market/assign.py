@@ -8,8 +8,9 @@ down the list once:
   on its nodes (see ``topology``) and, where a voucher makes the pair worth it, the
   program can reserve its most possible draw;
 - a service pair routes the city's remaining demand to the service's spare replica
-  capacity on that pool, then adds whole replicas while they fit and the demand they
-  take is worth at least their GPUs at the pool's signal price.
+  capacity on that pool, then adds whole replicas while they fit, the service is under
+  its ``max_replicas`` and the demand they take is worth at least their GPUs at the
+  pool's signal price.
 
 It records which pools turned work away for lack of room: those are the scarce ones.
 """
@@ -36,6 +37,7 @@ _EPS_RPS = 1e-9
 @dataclass
 class ServiceOnPool:
     replicas: int = 0
+    required: int = 0  # of ``replicas``, those there only for the owner's min_replicas
     routed_rps: float = 0.0
     gpus_per_replica: int = 0
     cap_rps: float = 0.0
@@ -119,6 +121,10 @@ class Walk:
         self._s_cap = services.cap_rps.tolist()
         self._item_service = [it.service for it in services.items]
         self._item_value = [it.value_cny_per_rps_hour for it in services.items]
+        # Replicas each service may still get under its max_replicas.
+        self._replicas_left: list[float] = [
+            math.inf if s.max_replicas is None else float(s.max_replicas) for s in snapshot.services
+        ]
 
     def fits(self, p: int, n: int, *, at_start: bool) -> bool:
         """Whether a gang of ``n`` GPUs fits pool ``p``'s nodes at the start or the end of
@@ -155,24 +161,29 @@ class Walk:
                 p = self._s_pool[s]
                 self._route(s, i, p, 0.0 if zero else y[p])  # type: ignore[index]
 
-    def add_replicas(self, s: int, count: int) -> int:
+    def add_replicas(self, s: int, count: int, *, required: int = 0) -> int:
         """Add up to ``count`` replicas of service pair ``s``'s service on its pool, routing
-        nothing (see ``route_spare``); the number added, as capacity and nodes allow."""
+        nothing (see ``route_spare``); the number added, as capacity, nodes and the
+        service's ``max_replicas`` allow. The last ``required`` of them are there only for
+        the owner's ``min_replicas`` (``settle`` bills them at the pool's price)."""
         st = self.state
         i = self._s_item[s]
         p = self._s_pool[s]
         g = self._s_g[s]
         on = self._on_pool(s, i, p)
         added = 0
-        while added < count:
+        k = self._item_service[i]
+        while added < count and self._replicas_left[k] >= 1:
             nodes = take_gang(st.hist[p], g) if st.free[p] >= g else None
             if nodes is None:
                 st.denied.add(p)
                 break
+            self._replicas_left[k] -= 1
             st.free[p] -= g
             on.replicas += 1
             on.nodes.append(nodes)
             added += 1
+        on.required += max(0, added - (count - required))
         return added
 
     def route_spare(self, s: int, most_rps: float) -> float:
@@ -253,9 +264,12 @@ class Walk:
             self._add_route(i, p, x, s, on)
             rem -= x
         value_per_rps = self._item_value[i] / (1.0 + self.fee)
+        k = self._item_service[i]
         while rem > _EPS_RPS:
             take = min(rem, cap)
             if take * value_per_rps < g * (self._reserve[p] + y_p):
+                return
+            if self._replicas_left[k] < 1:
                 return
             if st.free[p] < g:
                 st.denied.add(p)
@@ -264,6 +278,7 @@ class Walk:
             if nodes is None:
                 st.denied.add(p)
                 return
+            self._replicas_left[k] -= 1
             st.free[p] -= g
             on.replicas += 1
             on.nodes.append(nodes)

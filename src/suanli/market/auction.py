@@ -157,7 +157,11 @@ def lowest_clearing_rent(
     current[on] = value[h] - size[h] * rent[pool[h]]
     mine = np.zeros(len(item), dtype=np.bool_)
     mine[h] = True
-    offer = np.where(mine, -np.inf, (value - np.maximum(current[item], 0.0)) / size)
+    # An item of no size (a service city with no demand) takes no GPUs: it offers nothing.
+    sized = size > 0
+    offer = np.full(len(item), -np.inf)
+    bid = ~mine & sized
+    offer[bid] = (value[bid] - np.maximum(current[item[bid]], 0.0)) / size[bid]
     low = np.zeros(len(rent))
     np.maximum.at(low, pool, offer)
     return np.minimum(low, rent)

@@ -89,11 +89,16 @@ class JobPlacement:
 
 @dataclass(frozen=True, slots=True)
 class ReplicaPlacement:
+    """Replicas of a service on a pool. ``required`` of them are there only because the
+    owner asked for ``min_replicas``: they are billed at the pool's price whatever their
+    requests are worth."""
+
     service_id: str
     pool_id: PoolId
     replicas: int
     gpus_per_replica: int
     capacity_rps_per_replica: float
+    required: int = 0
 
 
 @dataclass(frozen=True, slots=True)

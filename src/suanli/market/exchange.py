@@ -19,7 +19,8 @@ Steps:
 1. an ``auction`` over all items, a city's service demand as one item of fractional
    size, gives rents y¹ and who would go where;
 2. ``voucher_rationing`` prices the voucher budgets (λ per yuan reserved) from that;
-3. ``service_plan`` turns each service into whole replicas at prices r + y¹;
+3. ``service_plan`` turns each service into whole replicas at prices r + y¹, within
+   the owners' replica bounds;
 4. a second auction places the jobs, at their λ-priced values, in the GPUs left;
    rents y are the lowest that clear it (``lowest_clearing_rent``);
 5. the walk replays it with node topology and voucher reservations (at most the price
@@ -122,9 +123,7 @@ class ExchangePolicy:
 
         walk = Walk(snapshot, pools, jc, sc, prep.book, rent_cap=rent.tolist())
         for b in blocks:
-            if not b.routes:
-                continue
-            walk.add_replicas(b.routes[0][0], b.replicas)
+            walk.add_replicas(b.pair, b.replicas, required=b.required)
             for s, rps in b.routes:
                 walk.route_spare(s, rps)
         rent_list = rent.tolist()

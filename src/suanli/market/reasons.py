@@ -220,7 +220,17 @@ def service_reasons(
         hard = len(pools.ids) - sum(fails[s] for s in SERVICE_HARD_STAGES)
         # inf when no feasible pool has room for one more replica: then it is capacity.
         replica_cost = _cheapest_replica_cost(walk, i) if hard > 0 else math.inf
-        if hard > 0 and fails["price"] == hard:
+        held = sum(on.replicas for (k, _p), on in walk.state.svc.items() if k == item.service)
+        if svc.max_replicas is not None and held >= svc.max_replicas:
+            rs.append(
+                _r(
+                    ReasonCode.CAPACITY,
+                    f"{left:.1f} of {item.demand_rps:.1f} req/s unserved: the service holds "
+                    f"its max_replicas ({svc.max_replicas})",
+                    0,
+                )
+            )
+        elif hard > 0 and fails["price"] == hard:
             rs.append(
                 _r(
                     ReasonCode.PRICE,

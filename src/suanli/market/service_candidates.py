@@ -7,10 +7,16 @@ cap_kp requests/s within TPOT, with a predicted TTFT t_kp (prefill at its operat
 - filters, in order: replica fits the GPU and meets TPOT (cap_kp > 0) → GPU allowed →
   latency: RTT(c, site(p)) + t_kp ≤ TTFT_k → (locality, for the status-quo policy) →
   private: a site private to one buyer takes only that buyer's work;
-- value per request/s-hour: val_k = bid_k · output_tokens_k · 3600 / 10⁶ (yuan);
+- value per request/s-hour: val_k = 3600 × the value of one request at the token bids
+  (input, cached input, output; see ``valuation``), in yuan;
 - surplus per GPU-hour on p: u = val_k · cap_kp / g_kp / (1 + φ) − r_p; price test u > 0;
 - size of the item on p in GPUs: d_kc · g_kp / cap_kp (fractional; replicas are made
   integral when placed).
+
+A service with ``min_replicas`` keeps an item for its largest city even at zero demand,
+and that item also keeps the pools that fail only the price test: the owner asked for
+those replicas whatever its demand pays, so the plan may put them on any pool that meets
+the SLO there (see ``replica_bounds``).
 """
 
 from __future__ import annotations
@@ -24,8 +30,15 @@ from suanli.market.arrays import PoolArrays
 from suanli.market.context import MarketContext
 from suanli.market.sizing import ReplicaSpec, replica_spec
 from suanli.market.snapshot import InferenceService, MarketSnapshot
+from suanli.market.valuation import value_cny_per_rps_hour
 
-__all__ = ["SERVICE_HARD_STAGES", "SERVICE_STAGES", "ServiceCandidates", "service_candidates"]
+__all__ = [
+    "SERVICE_HARD_STAGES",
+    "SERVICE_STAGES",
+    "ReplicaBounds",
+    "ServiceCandidates",
+    "service_candidates",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -48,6 +61,15 @@ class ServiceItem:
     cheapest_cost_cny_per_rps_hour: float
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaBounds:
+    """A service's replica bounds; ``anchor_item`` is its largest city's item (−1: none)."""
+
+    min_replicas: int = 0
+    max_replicas: int | None = None
+    anchor_item: int = -1
+
+
 @dataclass(frozen=True)
 class ServiceCandidates:
     items: list[ServiceItem]
@@ -61,6 +83,10 @@ class ServiceCandidates:
     rtt_ms: F64  # per pair
     ttft_ms: F64  # per pair (model prefill at the operating point)
     specs: dict[tuple[int, int], ReplicaSpec]  # (service, gpu model index)
+    bounds: tuple[ReplicaBounds, ...] = ()  # per service; empty: no bounds
+
+    def bounds_of(self, k: int) -> ReplicaBounds:
+        return self.bounds[k] if k < len(self.bounds) else ReplicaBounds()
 
 
 def service_candidates(
@@ -91,6 +117,7 @@ def service_candidates(
         k: [] for k in ("item", "pool", "u", "size", "rank", "g", "cap", "rtt", "ttft")
     }
     specs: dict[tuple[int, int], ReplicaSpec] = {}
+    bounds: list[ReplicaBounds] = []
     private = pools.private_codes([s.buyer for s in snapshot.services])
     for k, svc in enumerate(snapshot.services):
         g_of_model, cap_of_model, ttft_of_model = _sizing(svc, k, ctx, pools, specs)
@@ -109,14 +136,16 @@ def service_candidates(
             ok_private = np.ones(n_pools, dtype=np.bool_)
         else:
             ok_private = (private[0] == -1) | (private[0] == private[1][k])
-        value = svc.bid_cny_per_m_output_tokens * svc.output_tokens * 3600.0 / 1e6
+        value = value_cny_per_rps_hour(svc)
         with np.errstate(divide="ignore", invalid="ignore"):
             u = np.where(ok_perf, value * cap / np.maximum(g, 1) / (1.0 + fee), 0.0) - pools.reserve
             cost_per_rps = np.where(
                 ok_perf, pools.reserve * (1.0 + fee) * g / np.maximum(cap, 1e-12), np.inf
             )
+        anchor = _anchor_city(svc)
+        anchor_item = -1
         for city, demand in svc.demand_rps.items():
-            if demand <= 0:
+            if demand <= 0 and city != anchor:
                 continue
             c = city_at[city]
             rtt = city_site_rtt_ms[c][pools.site_index]
@@ -166,6 +195,11 @@ def service_candidates(
             else:
                 score = -rtt
             scored = np.where(alive, score, -np.inf)
+            if city == anchor:
+                # Where the owner's minimum replicas may go: any pool meeting the SLO with
+                # room for one replica, worth it or not (behind those that are).
+                anchor_item = len(items) - 1
+                scored = np.where(alive | (hard & ok_free), score, -np.inf)
             top = (
                 np.argpartition(-scored, k_keep - 1)[:k_keep]
                 if n_pools > k_keep
@@ -182,6 +216,7 @@ def service_candidates(
             parts["cap"].append(cap[top])
             parts["rtt"].append(rtt[top])
             parts["ttft"].append(ttft[top])
+        bounds.append(ReplicaBounds(svc.min_replicas, svc.max_replicas, anchor_item))
 
     def cat(name: str, dtype: type) -> npt.NDArray[np.generic]:
         return np.concatenate(parts[name]).astype(dtype) if parts[name] else np.zeros(0, dtype)
@@ -198,7 +233,16 @@ def service_candidates(
         rtt_ms=cat("rtt", np.float64),  # type: ignore[arg-type]
         ttft_ms=cat("ttft", np.float64),  # type: ignore[arg-type]
         specs=specs,
+        bounds=tuple(bounds),
     )
+
+
+def _anchor_city(svc: InferenceService) -> str | None:
+    """The city minimum replicas are placed for: the largest demand (first by name on a
+    tie); None when the service asks for no minimum."""
+    if svc.min_replicas <= 0 or not svc.demand_rps:
+        return None
+    return min(svc.demand_rps, key=lambda c: (-svc.demand_rps[c], c))
 
 
 def _sizing(

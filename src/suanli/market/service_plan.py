@@ -21,6 +21,11 @@ Two plans per service, the better kept:
 A keeps ties within ``tol`` per GPU: at the rents the auction found, A's pools are as cheap
 as B's, and the auction fitted them around everyone else's demand; B wins where rounding
 A's scattered cities would waste replicas.
+
+The plan kept then meets the owner's bounds (``replica_bounds``): replicas beyond
+``max_replicas`` are dropped, least valuable first, and replicas up to ``min_replicas``
+are added on the cheapest pools meeting the SLO of the largest city; cities left unserved
+are routed into those where they may go.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from suanli.market.replica_bounds import add_required, drop_extra
 from suanli.market.service_candidates import ServiceCandidates
 
 __all__ = ["ReplicaBlock", "plan_services"]
@@ -42,18 +48,22 @@ _EPS_RPS = 1e-9
 
 @dataclass(frozen=True, slots=True)
 class ReplicaBlock:
-    """Replicas of one service on one pool and the demand routed to them."""
+    """Replicas of one service on one pool and the demand routed to them; ``required``
+    of the replicas are there only for the owner's ``min_replicas``."""
 
     service: int
     pool: int
     replicas: int
     routes: tuple[tuple[int, float], ...]  # (service pair index, requests/s)
+    pair: int = -1  # a service pair on this pool, to place the replicas by
+    required: int = 0
 
 
 @dataclass(frozen=True)
 class _Service:
     """One service's candidate pairs in local indices (cities × pools)."""
 
+    items: I64  # local city → global service item
     city: I64  # local city of each pair
     pool_local: I64  # local pool of each pair
     pools: I64  # local pool → global pool
@@ -88,6 +98,7 @@ def plan_services(
     in_auction[auction_pair[auction_pair >= 0]] = True
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
         svc = _local(sc, lo, hi, fee_rate)
+        k = int(k_of_pair[lo])
         pr = price[svc.pools]
         most = np.floor(room_gpus[svc.pools] / svc.gpus)
         arg_a = np.full(len(svc.demand), -1, dtype=np.int64)
@@ -96,26 +107,53 @@ def plan_services(
         m_a = _replicas(_loads(svc, arg_a), svc, pr, most)
         arg_b = _greedy_add(svc, pr, most)
         m_b = _replicas(_loads(svc, arg_b), svc, pr, most)
-        value_a, routes_a = _routes(svc, m_a, arg_a, pr)
-        value_b, routes_b = _routes(svc, m_b, arg_b, pr)
+        value_a, _ = _routes(svc, m_a, arg_a, pr)
+        value_b, _ = _routes(svc, m_b, arg_b, pr)
         gpus_a = float(m_a @ svc.gpus)
         gpus_b = float(m_b @ svc.gpus)
         if value_a >= value_b - tol * max(gpus_a, gpus_b):
-            m, routes = m_a, routes_a
+            m, arg = m_a, arg_a
         else:
-            m, routes = m_b, routes_b
+            m, arg = m_b, arg_b
+        m, required, arg = _bounded(sc, k, svc, m, arg, pr, most)
+        _, routes = _routes(svc, m, arg, pr)
         room_gpus[svc.pools] -= m * svc.gpus
-        k = int(k_of_pair[lo])
         for q in np.flatnonzero(m > 0).tolist():
+            on_q = routes.get(q, [])
             blocks.append(
                 ReplicaBlock(
                     service=k,
                     pool=int(svc.pools[q]),
                     replicas=int(m[q]),
-                    routes=tuple(routes.get(q, ())),
+                    routes=tuple(on_q),
+                    pair=on_q[0][0] if on_q else int(svc.pair_at[:, q].max()),
+                    required=int(required[q]),
                 )
             )
     return blocks
+
+
+def _bounded(
+    sc: ServiceCandidates, k: int, svc: _Service, m: I64, arg: I64, pr: F64, most: F64
+) -> tuple[I64, I64, I64]:
+    """The plan within the owner's bounds: replicas, how many are required only by
+    ``min_replicas`` (per local pool), and the city → pool assignment."""
+    b = sc.bounds_of(k)
+    gpu_cost = svc.gpus * pr
+    m = drop_extra(m, _loads(svc, arg), svc.cap_rps, gpu_cost, svc.value, b.max_replicas)
+    anchor = np.flatnonzero(svc.items == b.anchor_item)
+    need = b.min_replicas - int(m.sum())
+    if need <= 0 or len(anchor) == 0:
+        return m, np.zeros(len(m), dtype=np.int64), arg
+    allowed = svc.pair_at[int(anchor[0])] >= 0
+    m, required = add_required(m, need, allowed, most, gpu_cost, svc.cap_rps)
+    arg = arg.copy()
+    added = np.flatnonzero(required > 0)
+    for q in added[np.argsort(gpu_cost[added] / svc.cap_rps[added], kind="stable")].tolist():
+        # Unserved cities that may use the new replicas go there (cheapest first).
+        go = (arg < 0) & (svc.pair_at[:, q] >= 0)
+        arg[go] = q
+    return m, required, arg
 
 
 def _local(sc: ServiceCandidates, lo: int, hi: int, fee_rate: float) -> _Service:
@@ -129,6 +167,7 @@ def _local(sc: ServiceCandidates, lo: int, hi: int, fee_rate: float) -> _Service
     pair_at = np.full((len(city_u), len(pools)), -1, dtype=np.int64)
     pair_at[city, pool_local] = np.arange(lo, hi)
     return _Service(
+        items=city_u.astype(np.int64),
         city=city.astype(np.int64),
         pool_local=pool_local.astype(np.int64),
         pools=pools.astype(np.int64),

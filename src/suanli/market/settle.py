@@ -12,6 +12,15 @@ fee_rate on top of it; a voucher pays its coverage share of that total (never mo
 reserved), the buyer the rest: buyer + voucher = seller + fee, to the fen. A service's
 bill over its pools is rounded once and kept within the value of its served tokens at the
 bid, so rounding never lifts a buyer above its bid by more than the fee's half fen.
+
+Replicas a service holds only because its owner asked for ``min_replicas`` (``required``)
+are the exception: the owner wants them whatever the demand pays, so they are billed at
+the pool's price (never below the seller's reserve) on top of that cap, and they do not
+cap the pool's rent (a floor the owner chose must not lower other buyers' prices, nor the
+seller's). The rule for a service's bill over the horizon h::
+
+    seller = min( Σ_p price_p · GPUs_p · h,
+                  value of the served tokens net of fee · h + Σ_p price_p · required GPUs_p · h )
 """
 
 from __future__ import annotations
@@ -63,8 +72,8 @@ def settle(
         k = walk.sc.items[i].service
         svc_value[(k, p)] += x * walk.sc.items[i].value_cny_per_rps_hour / (1.0 + fee)
     for (k, p), on in st.svc.items():
-        if on.replicas:
-            per_gpu = svc_value[(k, p)] / (on.replicas * on.gpus_per_replica)
+        if on.replicas > on.required:
+            per_gpu = svc_value[(k, p)] / ((on.replicas - on.required) * on.gpus_per_replica)
             value_floor[p] = min(value_floor[p], per_gpu)
 
     prices: list[float] = []
@@ -147,6 +156,7 @@ def settle(
         replicas = []
         seller_exact_fen = 0.0
         worth_net_fen = 0.0  # the served tokens at the bid, net of fee, over the horizon
+        required_fen = 0.0  # the owner's required replicas at the pools' prices
         for (kk, p), on in sorted(st.svc.items()):
             if kk != k or on.replicas == 0:
                 continue
@@ -154,6 +164,7 @@ def settle(
             sold[p] += gpus
             seller_exact_fen += prices[p] * gpus * horizon_h * 100
             worth_net_fen += svc_value[(k, p)] * horizon_h * 100
+            required_fen += prices[p] * on.required * on.gpus_per_replica * horizon_h * 100
             welfare += svc_value[(k, p)] - gpus * reserve[p]
             replicas.append(
                 ReplicaPlacement(
@@ -162,11 +173,13 @@ def settle(
                     replicas=on.replicas,
                     gpus_per_replica=on.gpus_per_replica,
                     capacity_rps_per_replica=on.cap_rps,
+                    required=on.required,
                 )
             )
         # One rounding for the whole bill, never above what the buyer's bid is worth (rounding
-        # pool by pool could add half a fen per pool on top of a price at the bid).
-        seller_fen = min(round(seller_exact_fen), math.floor(worth_net_fen + 1e-9))
+        # pool by pool could add half a fen per pool on top of a price at the bid), plus the
+        # required replicas at their price.
+        seller_fen = min(round(seller_exact_fen), math.floor(worth_net_fen + required_fen + 1e-9))
         fee_fen = round(seller_fen * fee)
         routes = tuple(_merge_routes(routes_by_service[k]))
         services_out.append(

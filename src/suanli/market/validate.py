@@ -10,7 +10,7 @@ import math
 
 from suanli.errors import InvalidInput
 from suanli.market.context import MarketContext
-from suanli.market.snapshot import MarketSnapshot
+from suanli.market.snapshot import InferenceService, MarketSnapshot
 
 __all__ = ["validate_snapshot"]
 
@@ -47,7 +47,7 @@ def validate_snapshot(snapshot: MarketSnapshot, ctx: MarketContext) -> None:
             )
         for name in ("prompt_tokens", "output_tokens", "ttft_ms", "tpot_ms"):
             _positive(where, name, getattr(svc, name))
-        _nonneg(where, "bid_cny_per_m_output_tokens", svc.bid_cny_per_m_output_tokens)
+        _service_terms(where, svc)
         for city, rps in svc.demand_rps.items():
             if city not in ctx.cities:
                 raise InvalidInput(f"{where}: demand city {city!r} is not a known city")
@@ -61,6 +61,32 @@ def validate_snapshot(snapshot: MarketSnapshot, ctx: MarketContext) -> None:
         raise InvalidInput(f"rules: fee_rate must be in [0, 1), got {rules.fee_rate}")
     _positive("rules", "service_horizon_h", rules.service_horizon_h)
     _positive("rules", "candidate_pools", rules.candidate_pools)
+
+
+def _service_terms(where: str, svc: InferenceService) -> None:
+    """Token bids, the cached share of the prompt and the replica bounds."""
+    for name in (
+        "bid_cny_per_m_input_tokens",
+        "bid_cny_per_m_cached_input_tokens",
+        "bid_cny_per_m_output_tokens",
+    ):
+        _nonneg(where, name, getattr(svc, name))
+    h = svc.cached_fraction
+    if not (isinstance(h, (int, float)) and math.isfinite(h) and 0 <= h <= 1):
+        raise InvalidInput(
+            f"{where}: cached_fraction is the share of prompt tokens served from the cache, "
+            f"a number in [0, 1], got {h!r}"
+        )
+    if not (isinstance(svc.min_replicas, int) and svc.min_replicas >= 0):
+        raise InvalidInput(
+            f"{where}: min_replicas must be a whole number ≥ 0, got {svc.min_replicas!r}"
+        )
+    top = svc.max_replicas
+    if top is not None and not (isinstance(top, int) and top >= max(1, svc.min_replicas)):
+        raise InvalidInput(
+            f"{where}: max_replicas must be a whole number ≥ max(1, min_replicas = "
+            f"{svc.min_replicas}), got {top!r}"
+        )
 
 
 def _unique(seen: set[str], key: str, kind: str) -> None:

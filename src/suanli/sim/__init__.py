@@ -7,8 +7,10 @@
 - :func:`write_outputs` — summary.json, timeseries.csv, rounds.csv and report.html.
 
 Modules: ``events`` (the event loop), ``scenario`` (files), ``world`` (fleet and per-pool
-constants), ``demand`` (the workload), ``traces`` (trace parsers), ``sellers`` (reserve
-policies), ``runner`` (one policy over a workload: the handlers), ``metrics`` and
+constants), ``demand`` (the workload), ``arrivals`` (the requests each round measures),
+``serving`` (planned demand from the exchange's estimator, and what replicas serve of the
+true demand), ``traces`` (trace parsers), ``sellers`` (reserve policies), ``runner`` (one
+policy over a workload: the handlers), ``metrics`` and
 ``summary`` (what is measured), ``table``, ``svg`` and ``report_html`` (what is shown).
 """
 

@@ -7,18 +7,20 @@
   trace's pods in order, its arrival gaps compressed to the same cumulative intensity.
   Bids, deadlines, data sizes, memory and vendor needs are drawn as the scenario says.
 - Inference: one service per scenario entry, demand per city ∝ the city's weight, times
-  the diurnal curve and the mix's inference multiplier (deterministic).
+  the diurnal curve and the mix's inference multiplier (deterministic), and the requests
+  that arrive in each round at that rate (``sim.arrivals``: what the estimator measures).
 - Vouchers (``sim.vouchers``) and outages (``sim.outages``).
 
 All randomness comes from one ``numpy.random.Generator`` seeded with the scenario seed,
-used in a fixed order (jobs, then random outages), so a (scenario, seed) is one workload.
+used in a fixed order (jobs, random outages, then request arrivals), so a (scenario, seed)
+is one workload.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +28,7 @@ import numpy.typing as npt
 from suanli.catalog import load_catalog
 from suanli.catalog.queries import city, model
 from suanli.errors import InvalidInput
+from suanli.market.demand_estimate import EstimatorParams, Observation
 from suanli.market.snapshot import (
     BatchJob,
     BuyerId,
@@ -34,6 +37,7 @@ from suanli.market.snapshot import (
     ServiceId,
     VoucherProgram,
 )
+from suanli.sim.arrivals import draw_arrivals, observations
 from suanli.sim.outages import Outage, site_outages
 from suanli.sim.scenario import DiurnalSpec, MixPoint, Scenario
 from suanli.sim.traces import InferenceTrace, JobsTrace
@@ -70,6 +74,9 @@ class Workload:
     mix_batch: F64
     mix_inference: F64
     notes: tuple[str, ...] = ()
+    period_h: float = 0.25
+    estimator: EstimatorParams = field(default_factory=EstimatorParams)
+    arrivals: tuple[F64, ...] = ()  # per service: requests per round (rows) and city
 
     def inference_multiplier(self, t_h: float) -> float:
         return _interp(t_h / 24.0, self.mix_days, self.mix_inference)
@@ -83,6 +90,13 @@ class Workload:
         f = diurnal_factor(self.start_hour + t_h, d.peak_hour, d.amplitude)
         m = f * self.inference_multiplier(t_h)
         return {c: rps * m for c, rps in d.base_rps.items()}
+
+    def measured(self, k: int, r: int) -> dict[str, Observation] | None:
+        """What the gateways of service ``k`` measured over round ``r``, per city; None
+        when no arrivals were drawn for it."""
+        if k >= len(self.arrivals) or not 0 <= r < len(self.arrivals[k]):
+            return None
+        return observations(self.services[k], self.arrivals[k][r], self.period_h)
 
 
 def diurnal_factor(clock_h: float, peak_hour: float, amplitude: float) -> float:
@@ -117,7 +131,7 @@ def build_workload(
     services, demand = _services(scenario, world, inference_trace, notes)
     vouchers = voucher_programs(scenario, horizon_h)
     outages = site_outages(scenario, world, rng, horizon_h)
-    return Workload(
+    workload = Workload(
         jobs=jobs,
         services=services,
         demand=demand,
@@ -130,7 +144,11 @@ def build_workload(
         mix_batch=mix[1],
         mix_inference=mix[2],
         notes=tuple(notes),
+        period_h=period_h,
+        estimator=scenario.inference.estimator.params(),
     )
+    arrivals = draw_arrivals(services, workload.demand_rps, horizon_h, period_h, rng)
+    return replace(workload, arrivals=arrivals)
 
 
 def _mix_arrays(points: Sequence[MixPoint]) -> tuple[F64, F64, F64]:
@@ -272,6 +290,11 @@ def _services(
                 ttft_ms=s.ttft_ms,
                 tpot_ms=s.tpot_ms,
                 bid_cny_per_m_output_tokens=s.bid_cny_per_m_output_tokens,
+                bid_cny_per_m_input_tokens=s.bid_cny_per_m_input_tokens,
+                bid_cny_per_m_cached_input_tokens=s.bid_cny_per_m_cached_input_tokens,
+                cached_fraction=s.cached_fraction,
+                min_replicas=s.min_replicas,
+                max_replicas=s.max_replicas,
                 submitted_at_h=0.0,
             )
         )

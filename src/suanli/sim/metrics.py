@@ -52,9 +52,10 @@ class RoundRow:
     jobs_pending: int
     jobs_running: int
     jobs_placed: int
-    demand_rps: float
+    demand_rps: float  # true demand: the requests that come
     served_rps: float
     slo_ok_rps: float
+    planned_rps: float = 0.0  # what the round planned for (the estimator's output)
 
 
 @dataclass
@@ -76,8 +77,13 @@ class Meter:
     served_rps_h: float = 0.0
     slo_ok_rps_h: float = 0.0
     cur_demand_rps: float = 0.0
-    # (pool index, requests/s, within SLO, buyer's value in yuan per request/s-hour)
+    planned_rps_h: float = 0.0
+    capacity_rps_h: float = 0.0
+    cur_planned_rps: float = 0.0
+    # (pool index, requests/s served, within SLO, buyer's value in yuan per request/s-hour)
     routes: list[tuple[int, float, bool, float]] = field(default_factory=list)
+    # (pool index, requests/s the service replicas there can serve)
+    capacity: list[tuple[int, float]] = field(default_factory=list)
     value_cny: float = 0.0  # what buyers' bids say the served work was worth
     jobs: JobCounts = field(default_factory=JobCounts)
     voucher_spend_fen: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -122,6 +128,8 @@ class Meter:
         # requests served late are worth nothing to the buyer
         self.value_cny += sum(r[1] * r[3] for r in self.routes if r[2]) * dt
         self.demand_rps_h += self.cur_demand_rps * dt
+        self.planned_rps_h += self.cur_planned_rps * dt
+        self.capacity_rps_h += sum(c[1] for c in self.capacity) * dt
         self.served_rps_h += served * dt
         self.slo_ok_rps_h += ok * dt
         self.last_h = t_h
@@ -132,6 +140,7 @@ class Meter:
     def drop_routes(self, pools: set[int]) -> None:
         """Replicas on ``pools`` are gone: their routes stop serving."""
         self.routes = [r for r in self.routes if r[0] not in pools]
+        self.capacity = [c for c in self.capacity if c[0] not in pools]
 
     # ----- money and GPU time ---------------------------------------------------------
     def job_arrived(self, item_id: str, buyer: str, bid_cny_per_ref_gpu_hour: float) -> None:

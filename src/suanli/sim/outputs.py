@@ -116,6 +116,7 @@ def write_outputs(result: SimResult, out_dir: Path) -> list[Path]:
                 "demand_rps",
                 "served_rps",
                 "slo_ok_rps",
+                "planned_rps",
             ]
         )
         for p, r in result.results.items():
@@ -130,6 +131,7 @@ def write_outputs(result: SimResult, out_dir: Path) -> list[Path]:
                         f"{row.demand_rps:.3f}",
                         f"{row.served_rps:.3f}",
                         f"{row.slo_ok_rps:.3f}",
+                        f"{row.planned_rps:.3f}",
                     ]
                 )
     report = out_dir / "report.html"

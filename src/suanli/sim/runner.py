@@ -7,8 +7,10 @@ same market policies (``make_policy``):
 - ``Arrival``: a buyer submits a batch job (``submit_job``);
 - ``Round`` every period: finish work that is done (``advance``), let buyers who waited
   past their patience give up (``cancel``), free every service replica
-  (``release_services``), set each service's demand for the coming period, clear a
-  snapshot and apply the decision; then sellers adapt their reserves;
+  (``release_services``), set each service's demand for the coming period to what the
+  demand estimator plans from the requests measured over the last one (``sim.serving``),
+  clear a snapshot and apply the decision; the replicas then serve the true demand; then
+  sellers adapt their reserves;
 - ``SiteDown`` / ``SiteUp``: ``fail_site`` preempts work (kept up to its last checkpoint,
   pending again) and ``recover_site`` brings the nodes back;
 - ``End``: meter what still runs up to the end of the horizon.
@@ -28,11 +30,13 @@ from suanli.engine.records import UsageRecord
 from suanli.engine.state import ExchangeState
 from suanli.market.decision import Decision
 from suanli.market.policies import make_policy
+from suanli.market.valuation import value_cny_per_rps_hour
 from suanli.sim.demand import Workload
 from suanli.sim.events import Environment
 from suanli.sim.metrics import Meter, RoundRow
 from suanli.sim.scenario import SellerSpec
 from suanli.sim.sellers import make_reserve_policy
+from suanli.sim.serving import Planner, serve
 from suanli.sim.world import World
 
 __all__ = ["Arrival", "End", "PolicyRun", "Round", "SiteDown", "SiteUp"]
@@ -110,11 +114,11 @@ class PolicyRun:
         self._site_pools: dict[str, list[int]] = {}
         for i, sid in enumerate(world.pool_site):
             self._site_pools.setdefault(sid, []).append(i)
-        # per service: TTFT SLO (ms) and value per request/s-hour (bid × output tokens)
+        # per service: TTFT SLO (ms) and value per request/s-hour at its token bids
         self._service_terms: dict[str, tuple[float, float]] = {
-            s.id: (s.ttft_ms, s.bid_cny_per_m_output_tokens * s.output_tokens * 3600.0 / 1e6)
-            for s in workload.services
+            s.id: (s.ttft_ms, value_cny_per_rps_hour(s)) for s in workload.services
         }
+        self._planner = Planner(workload.estimator)
         hub_of = np.array(world.pool_hub, dtype=object)
         self._hub_masks = [hub_of == h for h in world.hubs]
 
@@ -162,8 +166,7 @@ class PolicyRun:
         self._finish(t)
         self._give_up(t)
         st.release_services(t)
-        for k, svc in enumerate(self.workload.services):
-            st.set_service_demand(svc.id, self.workload.demand_rps(k, t))
+        planned, true = self._plan(t)
         decision = self.policy.clear(st.snapshot(t))
         placed = 0
         for tr in st.apply(decision, t):
@@ -178,8 +181,9 @@ class PolicyRun:
         replicas = sum(r.replicas for so in decision.services for r in so.replicas)
         kept = sum(len(rec.replicas) for rec in st.services.values())
         m.skipped_placements += len(decision.jobs) - placed + replicas - kept
-        m.cur_demand_rps = sum(s.demand_rps for s in decision.services)
-        m.routes = self._routes(decision)
+        m.cur_demand_rps = sum(sum(d.values()) for d in true.values())
+        m.cur_planned_rps = sum(sum(d.values()) for d in planned.values())
+        m.routes, m.capacity = self._serve(decision, planned, true)
         self._drain()
         self._refresh_free()
         prices: dict[str, float] = {pp.pool_id: pp.price_cny_per_gpu_hour for pp in decision.prices}
@@ -191,17 +195,36 @@ class PolicyRun:
         nxt = t + self.period_h
         return [Round(nxt)] if nxt < self.horizon_h - 1e-9 else []
 
-    def _routes(self, decision: Decision) -> list[tuple[int, float, bool, float]]:
-        """Each route's pool, requests/s, whether RTT + server TTFT meets the SLO, and the
-        buyer's value per request/s-hour."""
-        out = []
+    def _plan(self, t: float) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+        """Set every service's demand to the estimator's plan; (planned, true) requests/s
+        per service id and city for the round starting at ``t``."""
+        planned: dict[str, dict[str, float]] = {}
+        true: dict[str, dict[str, float]] = {}
+        r = self.rounds - 1  # the round that just ended
+        for k, svc in enumerate(self.workload.services):
+            measured = self.workload.measured(k, r) if r >= 0 else None
+            planned[svc.id] = self._planner.plan(k, svc, measured, t)
+            true[svc.id] = self.workload.demand_rps(k, t)
+            self.state.set_service_demand(svc.id, planned[svc.id])
+        return planned, true
+
+    def _serve(
+        self,
+        decision: Decision,
+        planned: dict[str, dict[str, float]],
+        true: dict[str, dict[str, float]],
+    ) -> tuple[list[tuple[int, float, bool, float]], list[tuple[int, float]]]:
+        """Each route's pool, requests/s served of the true demand, whether RTT + server
+        TTFT meets the SLO, and the buyer's value per request/s-hour; and the replicas'
+        capacity per pool (requests/s)."""
+        routes: list[tuple[int, float, bool, float]] = []
+        capacity: list[tuple[int, float]] = []
         for s in decision.services:
             ttft_ms, value = self._service_terms[s.service_id]
-            for r in s.routes:
-                if r.rps > 0:
-                    ok = r.rtt_ms + r.ttft_ms <= ttft_ms + 1e-9
-                    out.append((self._index[r.pool_id], r.rps, ok, value))
-        return out
+            got = serve(s, planned[s.service_id], true[s.service_id], ttft_ms)
+            routes += [(self._index[p], x, ok, value) for p, x, ok in got.routes if x > 0]
+            capacity += [(self._index[p], c) for p, c in got.capacity.items()]
+        return routes, capacity
 
     def _site_down(self, ev: SiteDown) -> None:
         self.meter.integrate(ev.at_h)
@@ -245,6 +268,7 @@ class PolicyRun:
                 )
                 m.meter([partial])
         m.routes = []
+        m.capacity = []
 
     # ----- helpers --------------------------------------------------------------------
     def _finish(self, t: float) -> None:
@@ -321,6 +345,7 @@ class PolicyRun:
                 demand_rps=m.cur_demand_rps,
                 served_rps=served,
                 slo_ok_rps=ok_rps,
+                planned_rps=m.cur_planned_rps,
             )
         )
 

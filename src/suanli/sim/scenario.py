@@ -22,11 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from suanli.domain import Fabric
 from suanli.errors import InvalidInput, UnknownName
+from suanli.market.demand_estimate import EstimatorParams
 from suanli.specs._parse import load_document, parse_model
 
 __all__ = [
     "BatchSpec",
     "DiurnalSpec",
+    "EstimatorSpec",
     "FleetSpec",
     "InferenceSpec",
     "MarketSpec",
@@ -147,7 +149,12 @@ class DiurnalSpec(BaseModel):
 
 class ServiceSpec(BaseModel):
     """An inference product: one service whose demand is spread over ``cities`` (a list,
-    or the N largest demand cities) in proportion to their weight."""
+    or the N largest demand cities) in proportion to their weight.
+
+    Bids are yuan per million tokens, the shape of public API price lists: input on a
+    cache miss, input on a cache hit (``cached_fraction`` of the prompt) and output; a
+    file with only the output bid keeps its meaning (the others default to 0).
+    ``min_replicas`` / ``max_replicas`` bound the replicas the clearing plans."""
 
     model_config = _STRICT
     id: str = Field(min_length=1)
@@ -159,6 +166,11 @@ class ServiceSpec(BaseModel):
     ttft_ms: float = Field(gt=0)
     tpot_ms: float = Field(gt=0)
     bid_cny_per_m_output_tokens: float = Field(ge=0)
+    bid_cny_per_m_input_tokens: float = Field(default=0.0, ge=0)
+    bid_cny_per_m_cached_input_tokens: float = Field(default=0.0, ge=0)
+    cached_fraction: float = Field(default=0.0, ge=0, le=1)
+    min_replicas: int = Field(default=0, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
     mean_rps: float = Field(ge=0)
     cities: list[str] | int = 12
     diurnal: DiurnalSpec | None = None
@@ -169,12 +181,39 @@ class ServiceSpec(BaseModel):
             raise ValueError("give a token `profile`, or both prompt_tokens and output_tokens")
         if isinstance(self.cities, int) and self.cities < 1:
             raise ValueError("cities must be ≥ 1 (or a list of city names)")
+        if self.max_replicas is not None and self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
         return self
+
+
+_LIVE = EstimatorParams()
+
+
+class EstimatorSpec(BaseModel):
+    """How each round's planned demand follows the measured arrivals (see
+    ``suanli.market.demand_estimate``; the defaults are the live exchange's)."""
+
+    model_config = _STRICT
+    half_life_s: float = Field(default=_LIVE.half_life_s, gt=0)
+    headroom: float = Field(default=_LIVE.headroom, ge=1)
+    down_band: float = Field(default=_LIVE.down_band, gt=0, le=1)
+    down_after_s: float = Field(default=_LIVE.down_after_s, ge=0)
+
+    def params(self) -> EstimatorParams:
+        return EstimatorParams(
+            half_life_s=self.half_life_s,
+            headroom=self.headroom,
+            down_band=self.down_band,
+            down_after_s=self.down_after_s,
+        )
 
 
 class InferenceSpec(BaseModel):
     model_config = _STRICT
     diurnal: DiurnalSpec = DiurnalSpec()
+    estimator: EstimatorSpec = EstimatorSpec()
     services: list[ServiceSpec] = []
 
 

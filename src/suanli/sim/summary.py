@@ -5,12 +5,16 @@ Definitions (all over the simulated horizon T):
 - utilization = delivered GPU-hours / (GPUs × T), overall and per hub;
 - jobs placed / turned away: shares of the jobs that arrived; turned away = the buyer gave
   up after its patience, or the deadline passed before any pool took the job;
-- inference served = served requests / demanded requests; SLO attainment = requests served
-  within TTFT (RTT + server-side TTFT ≤ SLO) / demanded requests;
+- inference served = served requests / demanded requests (the true demand, the requests
+  that came); SLO attainment = requests served within TTFT (RTT + server-side TTFT ≤ SLO)
+  / demanded requests; planned / demand = the requests/s the rounds planned for (the
+  demand estimator's output) over the true ones; replica load = served requests / what
+  the service replicas could serve (over-planning shows as idle replicas);
 - mean price per hub = seller revenue / delivered GPU-hours there (yuan per GPU-hour);
 - buyer value = what the buyers' bids say the work served was worth: reference GPU-hours
-  delivered × the job's bid, plus requests served within SLO × bid per output token ×
-  output tokens; buyer surplus = value − what buyers paid;
+  delivered × the job's bid, plus requests served within SLO × the value of a request
+  at the service's token bids (``market.valuation``); buyer surplus = value − what
+  buyers paid;
 - energy = delivered GPU-hours × TDP_kW × PUE;
 - a site's profit = revenue − power (its delivered GPU-hours × power cost per GPU-hour) −
   capital (all its GPUs × T × capex per GPU-hour); distressed when negative;
@@ -101,6 +105,9 @@ def summarize(world: World, workload: Workload, meter: Meter, horizon_h: float) 
             ),
             "slo_attainment": _share(m.slo_ok_rps_h, m.demand_rps_h),
             "slo_violation_share": _share(m.served_rps_h - m.slo_ok_rps_h, m.served_rps_h),
+            "mean_planned_rps": m.planned_rps_h / horizon_h,
+            "planned_to_demand": _share(m.planned_rps_h, m.demand_rps_h),
+            "replica_load": _share(m.served_rps_h, m.capacity_rps_h),
         },
         "mean_price_cny_per_gpu_hour": _share(float(m.seller_fen.sum()) / 100, delivered),
         "price_by_hub": price_by_hub,

@@ -50,6 +50,8 @@ def _metrics(hubs: Sequence[tuple[str, str]], vouchers: Sequence[str]) -> list[M
         ("inference turned away", _at("inference", "turned_away_share"), _pct),
         ("inference SLO attainment", _at("inference", "slo_attainment"), _pct),
         ("  served outside SLO", _at("inference", "slo_violation_share"), _pct),
+        ("  planned / true demand", _at("inference", "planned_to_demand"), _num(2)),
+        ("  replica load", _at("inference", "replica_load"), _pct),
         ("mean price (yuan/GPU-h)", _at("mean_price_cny_per_gpu_hour"), _num(2)),
         *((f"  price {n}", _at("price_by_hub", h), _num(2)) for h, n in hubs),
         ("buyer value served (M yuan)", _at("buyer_value_cny"), _num(2, 1e6)),

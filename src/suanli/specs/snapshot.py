@@ -12,6 +12,14 @@ Example (YAML)::
       - {id: chat, buyer: acme, model: Llama-3.1-8B, demand_rps: {Shanghai: 20},
          prompt_tokens: 1000, output_tokens: 250, ttft_ms: 2000, tpot_ms: 100,
          bid_cny_per_m_output_tokens: 8}
+      # Bids shaped like an LLM API price list, in yuan per million tokens: input on a
+      # cache miss, input on a cache hit (cached_fraction of the prompt), output; all
+      # optional but the output bid. Replica bounds are optional too.
+      - {id: docs, buyer: acme, model: Llama-3.1-8B, demand_rps: {Beijing: 2},
+         prompt_tokens: 12000, output_tokens: 343, ttft_ms: 10000, tpot_ms: 50,
+         bid_cny_per_m_input_tokens: 2, bid_cny_per_m_cached_input_tokens: 0.5,
+         cached_fraction: 0.5, bid_cny_per_m_output_tokens: 8,
+         min_replicas: 1, max_replicas: 8}
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from suanli.catalog import Catalog, load_catalog
 from suanli.catalog.queries import accelerator, city, model
@@ -106,8 +114,21 @@ class ServiceSpec(BaseModel):
     ttft_ms: float = Pos
     tpot_ms: float = Pos
     bid_cny_per_m_output_tokens: float = NonNeg
+    bid_cny_per_m_input_tokens: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    bid_cny_per_m_cached_input_tokens: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    cached_fraction: float = Field(default=0.0, ge=0, le=1, allow_inf_nan=False)
+    min_replicas: int = Field(default=0, ge=0, le=100_000)
+    max_replicas: int | None = Field(default=None, ge=1, le=100_000)
     allowed_gpus: list[str] | None = None
     submitted_at_h: float = 0.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ServiceSpec:
+        if self.max_replicas is not None and self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
 
     @field_validator("demand_rps")
     @classmethod
@@ -265,6 +286,11 @@ def snapshot_from_spec(spec: SnapshotSpec) -> tuple[MarketSnapshot, MarketContex
             ttft_ms=s.ttft_ms,
             tpot_ms=s.tpot_ms,
             bid_cny_per_m_output_tokens=s.bid_cny_per_m_output_tokens,
+            bid_cny_per_m_input_tokens=s.bid_cny_per_m_input_tokens,
+            bid_cny_per_m_cached_input_tokens=s.bid_cny_per_m_cached_input_tokens,
+            cached_fraction=s.cached_fraction,
+            min_replicas=s.min_replicas,
+            max_replicas=s.max_replicas,
             allowed_gpus=(
                 frozenset(
                     _named(accelerator, cat, g, f"services.{k}.allowed_gpus ({s.id})").name
