@@ -169,6 +169,8 @@ class ClearingLoop:
         if (now - (self._leading_since or now)).total_seconds() < timeout_s:
             return  # agents had no exchange to call: their silence is not theirs yet
         down = rt.db.transact(lambda s: sweep_silent_sites(s, now, timeout_s))
+        if down:
+            rt.serving_changes.bump()  # their replicas leave the gateways' state
         for site_id in down:
             log.warning(
                 "site %s taken down: its agent missed heartbeats for %g s", site_id, timeout_s

@@ -49,7 +49,9 @@ def post_register(body: AgentRegister, rt: Rt, who: Seller) -> AgentSessionOut:
 def post_heartbeat(body: HeartbeatIn, rt: Rt, who: Seller) -> HeartbeatOut:
     """Keep the agent's session alive and learn what to stop; 409 ``fenced`` if the
     session ended (the site was taken down meanwhile, or another agent registered)."""
-    return rt.db.transact(lambda s: heartbeat(s, body, who, rt.clock.now(), rt.settings))
+    return rt.db.transact(
+        lambda s: heartbeat(s, body, who, rt.clock.now(), rt.settings, rt.serving_changes)
+    )
 
 
 @router.post("/leases", response_model=list[LeaseOut])
@@ -71,7 +73,7 @@ def post_report(
     def run(session: Session) -> tuple[int, JobOut | PlacementOut]:
         now = rt.clock.now()
         if body.allocation_id is not None:
-            return 200, report_allocation(session, body, who, now)
+            return 200, report_allocation(session, body, who, now, rt.serving_changes)
         row = report_job(session, body, who, now)
         session.flush()
         return 200, JobOut.model_validate(row)
