@@ -195,6 +195,9 @@ class Harness:
 
 
 def make_harness(db_url: str, tmp: Path, **settings: Any) -> Iterator[Harness]:
+    # The exchange's own gateway runs background tasks against the database: only the
+    # tests of it turn it on.
+    settings.setdefault("gateway_enabled", False)
     clock = ManualClock()
     app = create_app(
         ServiceSettings(data_dir=tmp, database_url=db_url, clearing_enabled=False, **settings),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, FastAPI
@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from suanli import __version__
 from suanli.catalog import load_catalog
+from suanli.gateway import render_gateway_metrics
 from suanli.market.context import MarketContext
 from suanli.service.accounts import bootstrap_operator
 from suanli.service.auth import Principal, TokenCache
@@ -27,6 +28,7 @@ from suanli.service.problems import install_problem_handlers
 from suanli.service.ratelimit import RateLimits
 from suanli.service.routers import access, agent, fleet, gateway, market, money, serving, work
 from suanli.service.runtime import Runtime
+from suanli.service.serving_mount import ServingDispatch, exchange_gateway
 from suanli.service.settings import ServiceSettings
 
 __all__ = ["bootstrap", "create_app", "runtime_of"]
@@ -69,6 +71,8 @@ def create_app(
         settings.auth_failure_burst,
     )
 
+    gw_app = exchange_gateway(rt) if settings.gateway_enabled else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = None
@@ -77,7 +81,10 @@ def create_app(
             loop.start()
         app.state.loop = loop
         try:
-            yield
+            async with AsyncExitStack() as stack:
+                if gw_app is not None:
+                    await stack.enter_async_context(gw_app.router.lifespan_context(gw_app))
+                yield
         finally:
             if loop is not None:
                 loop.stop()
@@ -96,6 +103,7 @@ def create_app(
     for r in (access, fleet, work, money, market, agent, serving, gateway):
         app.include_router(r.router)
 
+    app.state.gateway = gw_app
     _system_routes(app, rt)
     app.add_middleware(
         EdgeMiddleware,
@@ -104,6 +112,8 @@ def create_app(
         limits=limits,
         tokens=rt.tokens,
     )
+    if gw_app is not None:
+        app.add_middleware(ServingDispatch, gateway=gw_app)  # outermost: before the edge
     return app
 
 
@@ -133,7 +143,10 @@ def _system_routes(app: FastAPI, rt: Runtime) -> None:
         shown only to a request with an operator token; any other valid token sees the
         anonymous view, an invalid one gets 401."""
         detail = principal is not None and principal.is_operator
-        return Response(rt.metrics.render(pools=detail), media_type="text/plain; version=0.0.4")
+        body = rt.metrics.render(pools=detail)
+        if app.state.gateway is not None:
+            body += render_gateway_metrics(app.state.gateway)
+        return Response(body, media_type="text/plain; version=0.0.4")
 
 
 def runtime_of(app: FastAPI) -> Runtime:

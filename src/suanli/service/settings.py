@@ -11,10 +11,11 @@ import ipaddress
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from suanli.errors import InvalidInput
+from suanli.gateway.config import parse_networks
 
 __all__ = ["Environment", "ServiceSettings", "default_data_dir"]
 
@@ -61,6 +62,12 @@ class ServiceSettings(BaseSettings):
     # its work placed again elsewhere (the timeout should be several intervals).
     agent_heartbeat_interval_s: float = Field(default=5.0, gt=0, le=3600)
     agent_heartbeat_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
+    # The exchange's own inference gateway (OpenAI-compatible /v1/chat/completions …):
+    # the city its callers stand in (None: any), and the edge gateways' addresses whose
+    # ``x-suanli-city`` header it believes (IP networks; none by default).
+    gateway_enabled: bool = True
+    gateway_city: str | None = None
+    gateway_trusted_edges: list[str] = Field(default_factory=list)
 
     @property
     def db_url(self) -> str:
@@ -76,6 +83,12 @@ class ServiceSettings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @field_validator("gateway_trusted_edges")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        parse_networks(tuple(v))  # ValueError names the bad one
+        return v
 
     def check_safe(self) -> None:
         """InvalidInput if these settings would expose the exchange by default."""
