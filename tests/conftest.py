@@ -2,8 +2,8 @@
 clusters, and waiting on conditions.
 
 **One skip policy.** A test or fixture that needs something outside the venv — PostgreSQL,
-Slurm, Ray, bubblewrap, the public traces, a mount namespace, ``chattr`` — asks for it with
-``require("<resource>")`` (the ``require`` fixture) or declares it with
+Slurm, Ray, llama.cpp, bubblewrap, the public traces, a mount namespace, ``chattr`` — asks
+for it with ``require("<resource>")`` (the ``require`` fixture) or declares it with
 ``@pytest.mark.requires("<resource>")``. Missing, it skips with the reason; under CI
 (``CI=true``) it fails instead, so CI never passes by skipping. Fixtures start services;
 they never install anything: that is ``scripts/ci-install.sh`` (which ``.ci/run`` calls).
@@ -92,6 +92,13 @@ def _ray() -> str | None:
     return None
 
 
+def _llama() -> str | None:
+    from suanli.engines.llama import llama_problem  # cached: one child process per session
+
+    problem = llama_problem()
+    return None if problem is None else f"{problem}; run {INSTALL} (the `serve` extra)"
+
+
 @functools.cache
 def _bwrap() -> str | None:
     if not Path(BWRAP).exists():
@@ -134,6 +141,7 @@ PROBES: dict[str, Callable[[], str | None]] = {
     "postgresql": _postgresql,
     "slurm": _slurm,
     "ray": _ray,
+    "llama": _llama,  # llama-cpp-python[server] (the `serve` extra): a real inference engine
     "bwrap": _bwrap,
     "traces": _traces,
     "unshare": _unshare,  # a private mount namespace (to mount a small tmpfs)
