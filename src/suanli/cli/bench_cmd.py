@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from suanli.cli._output import console, print_json, print_table
+from suanli.errors import InvalidInput
 
 __all__ = ["register"]
 
@@ -322,3 +323,78 @@ def _print_chaos(r: dict[str, Any]) -> None:
             else ""
         )
         console.print(f"  kill at {k['at_s']} s: {k['target']}, down {k['down_s']} s{outlived}")
+
+
+@bench_app.command("gateway")
+def gateway(
+    rates: Annotated[
+        str, typer.Option("--rates", help="Comma-separated requests/s, rising until saturation.")
+    ] = "100,250,500,750,1000",
+    seconds: Annotated[
+        float, typer.Option("--seconds", min=1.0, help="Seconds of load per rate and target.")
+    ] = 8.0,
+    tokens: Annotated[int, typer.Option("--tokens", min=1, help="Output tokens per answer.")] = 16,
+    modes: Annotated[str, typer.Option("--modes", help="plain, stream or both.")] = "plain,stream",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Latency the inference gateway adds over calling the upstream directly (p50, p99),
+    streaming and not, at rising request rates; metering lag and exactness."""
+    from suanli.bench.gateway import GatewayBenchSettings, run_gateway_bench
+
+    try:
+        rate_list = tuple(float(r) for r in rates.split(",") if r.strip())
+    except ValueError:
+        raise InvalidInput(f"--rates {rates!r}: expected numbers like 100,250,500") from None
+    mode_list = tuple(m.strip() for m in modes.split(",") if m.strip())
+    if not rate_list or any(r <= 0 for r in rate_list):
+        raise InvalidInput("--rates: give positive requests/s")
+    if not mode_list or not set(mode_list) <= {"plain", "stream"}:
+        raise InvalidInput(f"--modes {modes!r}: expected plain, stream or both")
+    result = run_gateway_bench(
+        GatewayBenchSettings(rates=rate_list, seconds=seconds, tokens=tokens, modes=mode_list)
+    )
+    if as_json:
+        print_json(result)
+        return
+    print_table(
+        result["rows"],
+        [
+            "mode",
+            "rate",
+            "gateway_rps",
+            "direct_p50_ms",
+            "gateway_p50_ms",
+            "added_p50_ms",
+            "direct_p99_ms",
+            "gateway_p99_ms",
+            "added_p99_ms",
+            "p50_ratio",
+            "gateway_errors",
+            "gateway_cpu_ms_per_req",
+            "metering_lag_p50_s",
+            "metering_lag_p99_s",
+        ],
+        title=f"Gateway benchmark ({result['cpus']} CPUs): first byte, direct vs through it",
+        headers={
+            "rate": "offered/s",
+            "gateway_rps": "served/s",
+            "direct_p50_ms": "direct p50 ms",
+            "gateway_p50_ms": "gateway p50 ms",
+            "added_p50_ms": "added p50 ms",
+            "direct_p99_ms": "direct p99 ms",
+            "gateway_p99_ms": "gateway p99 ms",
+            "added_p99_ms": "added p99 ms",
+            "p50_ratio": "p50 ÷ direct",
+            "gateway_errors": "errors",
+            "gateway_cpu_ms_per_req": "gateway CPU ms/req",
+            "metering_lag_p50_s": "metering lag p50 s",
+            "metering_lag_p99_s": "p99 s",
+        },
+    )
+    m = result["metering"]
+    console.print(
+        f"  metering: {m['metered']} requests acknowledged for {m['answered']} answered "
+        f"({'exact' if m['exact'] else 'NOT exact'}), {m['duplicate_batches']} duplicate batches"
+    )
+    for note in result["notes"]:
+        console.print(f"  {note}")

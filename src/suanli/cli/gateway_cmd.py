@@ -11,6 +11,7 @@ placed for the gateway's city, and reports the metered usage and the measured de
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -132,6 +133,7 @@ def gateway(
         report_interval_s=report_interval_s,
     )
     app = create_gateway_app(HttpExchangeLink(exchange, token), config)
+    gc.freeze()  # what start-up allocated is never garbage: keep it out of the collector's scans
     logging.getLogger("suanli.gateway").info(
         "gateway %s for %s on http://%s:%d, exchange %s, journal in %s",
         gw_name,
@@ -149,5 +151,7 @@ def gateway(
         access_log=False,
         lifespan="on",
         ws="none",
+        # the peer address decides whose city header is believed: never X-Forwarded-For
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )

@@ -11,21 +11,27 @@ name the service in ``model``. Errors come in the OpenAI shape with the right st
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from suanli.gateway.config import GatewayConfig
+from suanli.gateway.errors import error_response
 from suanli.gateway.link import ExchangeLink
 from suanli.gateway.meter import CONTENT_TYPE
 from suanli.gateway.proxy import handle, key_of
 from suanli.gateway.runtime import Gateway
 
 __all__ = ["create_gateway_app", "gateway_of", "render_gateway_metrics"]
+
+log = logging.getLogger("suanli.gateway")
 
 
 def create_gateway_app(link: ExchangeLink, config: GatewayConfig) -> Starlette:
@@ -35,13 +41,13 @@ def create_gateway_app(link: ExchangeLink, config: GatewayConfig) -> Starlette:
     gw = Gateway(link, config)
 
     async def chat(request: Request) -> Response:
-        return await handle(gw, request, "/v1/chat/completions")
+        return await handle(gw, request.scope, request.receive, "/v1/chat/completions")
 
     async def completions(request: Request) -> Response:
-        return await handle(gw, request, "/v1/completions")
+        return await handle(gw, request.scope, request.receive, "/v1/completions")
 
     async def models(request: Request) -> Response:
-        key = key_of(gw, request)
+        key = key_of(gw, request.headers.get("authorization", ""))
         if isinstance(key, Response):
             return key
         assert gw.view is not None
@@ -80,7 +86,8 @@ def create_gateway_app(link: ExchangeLink, config: GatewayConfig) -> Starlette:
         finally:
             await gw.stop()
 
-    app = Starlette(
+    app = _GatewayApp(
+        gw,
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
@@ -93,6 +100,30 @@ def create_gateway_app(link: ExchangeLink, config: GatewayConfig) -> Starlette:
     )
     app.state.gateway = gw
     return app
+
+
+class _GatewayApp(Starlette):
+    """Starlette, with the two inference routes dispatched before its middleware and
+    router: they are the hot path, and need none of it (their errors are answered as
+    OpenAI errors by the handler; an unexpected one becomes a 500 without details)."""
+
+    _HOT = frozenset({"/v1/chat/completions", "/v1/completions"})
+
+    def __init__(self, gw: Gateway, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._gw = gw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path")
+        if scope["type"] != "http" or path not in self._HOT or scope["method"] != "POST":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await handle(self._gw, scope, receive, path)
+        except Exception:
+            log.exception("gateway error on %s", path)
+            response = error_response(500, "internal gateway error", "server_error", None)
+        await response(scope, receive, send)
 
 
 def gateway_of(app: Starlette) -> Gateway:

@@ -88,6 +88,10 @@ class GatewayMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # labelled children, looked up once per service × city (the hot path's cost)
+        self._status: dict[tuple[str, str, int], Counter] = {}
+        self._timing: dict[tuple[str, str], tuple[Histogram, ...]] = {}
+        self._tokens: dict[tuple[str, str], tuple[Counter, ...]] = {}
         labels = ("service", "city")
         r = self.registry
         self.ttft = Histogram(
@@ -152,23 +156,40 @@ class GatewayMetrics:
         )
 
     def status(self, service: str, city: str, code: int) -> None:
-        self.requests.labels(service, city, str(code)).inc()
+        key = (service, city, code)
+        child = self._status.get(key)
+        if child is None:
+            child = self._status[key] = self.requests.labels(service, city, str(code))
+        child.inc()
 
     def finished(self, service: str, city: str, timing: Timing) -> None:
-        self.request.labels(service, city).observe(timing.total)
-        self.queue.labels(service, city).observe(timing.queue)
+        request, queue, ttft, tpot = self._timing_children(service, city)
+        request.observe(timing.total)
+        queue.observe(timing.queue)
         if timing.ttft is not None:
-            self.ttft.labels(service, city).observe(timing.ttft)
+            ttft.observe(timing.ttft)
         if timing.tpot is not None:
-            self.tpot.labels(service, city).observe(timing.tpot)
+            tpot.observe(timing.tpot)
 
     def counted(self, service: str, city: str, prompt: int, cached: int, output: int) -> None:
-        if prompt - cached:
-            self.tokens.labels(service, city, "input").inc(prompt - cached)
-        if cached:
-            self.tokens.labels(service, city, "cached_input").inc(cached)
-        if output:
-            self.tokens.labels(service, city, "output").inc(output)
+        key = (service, city)
+        kinds = self._tokens.get(key)
+        if kinds is None:
+            kinds = self._tokens[key] = tuple(
+                self.tokens.labels(service, city, k) for k in ("input", "cached_input", "output")
+            )
+        for child, n in zip(kinds, (prompt - cached, cached, output), strict=True):
+            if n > 0:
+                child.inc(n)
+
+    def _timing_children(self, service: str, city: str) -> tuple[Histogram, ...]:
+        key = (service, city)
+        children = self._timing.get(key)
+        if children is None:
+            children = self._timing[key] = tuple(
+                h.labels(service, city) for h in (self.request, self.queue, self.ttft, self.tpot)
+            )
+        return children
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format (``CONTENT_TYPE``)."""

@@ -9,13 +9,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-import httpx
-from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope
 
 from suanli.gateway.admission import Full, queue_deadline_s
 from suanli.gateway.breaker import Pass
 from suanli.gateway.errors import error_response
+from suanli.gateway.h1 import H1Error, H1Response
 from suanli.gateway.meter import Outcome, Timing, meets_slo
 from suanli.gateway.protocol import CITY_HEADER, KeyEntry, ServiceEntry
 from suanli.gateway.routing import Candidate, Load, candidates
@@ -35,6 +35,7 @@ __all__ = ["handle", "key_of"]
 
 log = logging.getLogger("suanli.gateway")
 MAX_BODY = 16 * 1024 * 1024
+_CITY = CITY_HEADER.encode()
 
 
 @dataclass(slots=True)
@@ -50,11 +51,11 @@ class Call:
     queue_s: float = 0.0
 
 
-def key_of(gw: Gateway, request: Request) -> KeyEntry | Response:
-    """The caller's key entry, or the 401 (503 before the first state)."""
+def key_of(gw: Gateway, auth: str) -> KeyEntry | Response:
+    """The key entry of an ``Authorization`` header, or the 401 (503 before the first
+    state)."""
     if gw.view is None:
         return error_response(503, "the gateway has no state yet", "server_error", "not_ready")
-    auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return error_response(
@@ -71,12 +72,20 @@ def key_of(gw: Gateway, request: Request) -> KeyEntry | Response:
     return key
 
 
-async def handle(gw: Gateway, request: Request, path: str) -> Response:
+async def handle(gw: Gateway, scope: Scope, receive: Receive, path: str) -> Response:
     t0 = time.perf_counter()
-    key = key_of(gw, request)
+    auth = city_header = length = None
+    for k, v in scope["headers"]:
+        if k == b"authorization":
+            auth = v.decode("latin-1")
+        elif k == _CITY:
+            city_header = v.decode("utf-8", "replace")
+        elif k == b"content-length":
+            length = v
+    key = key_of(gw, auth or "")
     if isinstance(key, Response):
         return key
-    parsed = await _json_body(request)
+    parsed = await _json_body(receive, length)
     if isinstance(parsed, Response):
         return parsed
     doc, body = parsed
@@ -93,7 +102,8 @@ async def handle(gw: Gateway, request: Request, path: str) -> Response:
             "model_not_found",
             param="model",
         )
-    city = gw.city_of(request.headers.get(CITY_HEADER), request.client and request.client.host)
+    client = scope.get("client")
+    city = gw.city_of(city_header, client[0] if client else None)
     limited = gw.keys.admit(key)
     if limited is not None:
         gw.metrics.status(service.name, city, 429)
@@ -165,20 +175,20 @@ async def forward(gw: Gateway, call: Call) -> Response:
 
 
 async def _attempt(gw: Gateway, call: Call, cand: Candidate, grant: Pass) -> Response:
-    assert gw.http is not None
-    url = cand.replica.endpoint.rstrip("/") + call.path
-    resp = await open_upstream(gw.http, url, call.body, stream=call.stream)
+    assert gw.pool is not None
+    resp, content = await open_upstream(
+        gw.pool, cand.replica.endpoint, call.path, call.body, stream=call.stream
+    )
     is_sse = resp.headers.get("content-type", "").startswith("text/event-stream")
-    if not call.stream or resp.status_code != 200 or not is_sse:
-        if call.stream:
+    if not call.stream or resp.status != 200 or not is_sse:
+        if call.stream and resp.status == 200:  # a replica that did not stream after all
             try:
-                await resp.aread()
-            except Exception as exc:
-                await resp.aclose()
-                msg = f"the replica dropped the answer: {exc!r}"
+                content = await resp.read()
+            except H1Error as exc:
+                msg = f"the replica dropped the answer: {exc}"
                 raise UpstreamFailure(msg, retry=True) from exc
-        return _plain(gw, call, cand, grant, resp)
-    first, rest = await prefetch(resp)
+        return _plain(gw, call, cand, grant, resp, content)
+    first = await prefetch(resp)
 
     def on_end(end: StreamEnd) -> None:
         relay = end.relay
@@ -196,11 +206,13 @@ async def _attempt(gw: Gateway, call: Call, cand: Candidate, grant: Pass) -> Res
         _settle(gw, cand, grant, replica_ok)
         _record(gw, call, status, 200, usage, timing)
 
-    return RelayResponse(resp, first, rest, SseRelay(call.drop_usage), on_end)
+    return RelayResponse(resp, first, SseRelay(call.drop_usage), on_end)
 
 
-def _plain(gw: Gateway, call: Call, cand: Candidate, grant: Pass, resp: httpx.Response) -> Response:
-    status, content = resp.status_code, resp.content
+def _plain(
+    gw: Gateway, call: Call, cand: Candidate, grant: Pass, resp: H1Response, content: bytes
+) -> Response:
+    status = resp.status
     usage = None
     if status == 200:
         try:
@@ -210,8 +222,13 @@ def _plain(gw: Gateway, call: Call, cand: Candidate, grant: Pass, resp: httpx.Re
     outcome = "ok" if status < 400 else "aborted" if status < 500 else "error"
     _settle(gw, cand, grant, status < 500)
     _record(gw, call, outcome, status, usage, Timing(time.perf_counter() - call.t0, call.queue_s))
+    headers = (
+        {"content-encoding": resp.headers["content-encoding"]}
+        if ("content-encoding" in resp.headers)
+        else None
+    )
     media = resp.headers.get("content-type") or "application/json"
-    return Response(content, status_code=status, media_type=media)
+    return Response(content, status_code=status, headers=headers, media_type=media)
 
 
 def _settle(gw: Gateway, cand: Candidate, grant: Pass, replica_ok: bool | None) -> None:
@@ -259,13 +276,27 @@ def _rejected(gw: Gateway, call: Call, full: Full) -> Response:
     )
 
 
-async def _json_body(request: Request) -> tuple[dict[str, object], bytes] | Response:
-    length = request.headers.get("content-length")
+async def _json_body(
+    receive: Receive, length: bytes | None
+) -> tuple[dict[str, object], bytes] | Response:
     if length is not None and length.isdigit() and int(length) > MAX_BODY:
         return error_response(413, "the request body is too large", "invalid_request_error", None)
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return error_response(413, "the request body is too large", "invalid_request_error", None)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return error_response(400, "the client went away", "invalid_request_error", None)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return error_response(
+                413, "the request body is too large", "invalid_request_error", None
+            )
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = parts[0] if len(parts) == 1 else b"".join(parts)
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):

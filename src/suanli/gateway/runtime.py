@@ -11,11 +11,10 @@ import logging
 import time
 from collections.abc import Callable
 
-import httpx
-
 from suanli.gateway.admission import Admission
 from suanli.gateway.breaker import Breaker, Pass
 from suanli.gateway.config import GatewayConfig
+from suanli.gateway.h1 import H1Error, H1Pool
 from suanli.gateway.journal import Batch, Journal
 from suanli.gateway.keys import KeyTable
 from suanli.gateway.link import ExchangeLink
@@ -54,7 +53,7 @@ class Gateway:
         self.view: StateView | None = None
         self.picks: dict[tuple[str, str], dict[str, int]] = {}
         self.journal: Journal | None = None
-        self.http: httpx.AsyncClient | None = None
+        self.pool: H1Pool | None = None
         self.reporter: Reporter | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._trusted: dict[str, bool] = {}
@@ -67,13 +66,7 @@ class Gateway:
     async def start(self) -> None:
         cfg = self.config
         self.journal = Journal(cfg.data_dir, cfg.name, self.wall)
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
-            limits=httpx.Limits(
-                max_connections=None, max_keepalive_connections=2048, keepalive_expiry=30.0
-            ),
-            trust_env=False,
-        )
+        self.pool = H1Pool(cfg.connect_timeout_s, cfg.read_timeout_s)
         self.reporter = Reporter(self.journal, self.link, self._acked, cfg.report_interval_s)
         self._tasks = [
             asyncio.create_task(follow_state(self.link, cfg.state_wait_s, self.apply)),
@@ -94,8 +87,8 @@ class Gateway:
             log.warning("usage batches left in %s for the next start", self.config.data_dir)
         if self.journal is not None:
             self.journal.close()
-        if self.http is not None:
-            await self.http.aclose()
+        if self.pool is not None:
+            await self.pool.aclose()
         await self.link.aclose()
 
     def apply(self, state: GatewayState) -> None:
@@ -141,19 +134,21 @@ class Gateway:
         while True:
             await asyncio.sleep(self.config.probe_interval_s)
             due = self.breaker.due_for_probe()
-            if due and self.view is not None and self.http is not None:
+            if due and self.view is not None and self.pool is not None:
                 await asyncio.gather(*(self._probe(rid) for rid in due))
 
     async def _probe(self, rid: str) -> None:
         """The half-open trial as an active health check of the replica."""
         replica = self.view.replicas.get(rid) if self.view else None
-        if replica is None or self.http is None or self.breaker.acquire(rid) is not Pass.TRIAL:
+        if replica is None or self.pool is None or self.breaker.acquire(rid) is not Pass.TRIAL:
             return
-        url = replica.endpoint.rstrip("/") + replica.health_path
         try:
-            resp = await self.http.get(url, timeout=2.0)
-            healthy = resp.is_success
-        except httpx.HTTPError:
+            resp = await self.pool.request(
+                replica.endpoint, replica.health_path, None, method="GET", timeout_s=2.0
+            )
+            await resp.read()
+            healthy = 200 <= resp.status < 300
+        except H1Error:
             healthy = False
         if healthy:
             self.breaker.success(rid, Pass.TRIAL)

@@ -18,15 +18,15 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from suanli.gateway.errors import error_body
+from suanli.gateway.h1 import ConnectFailed, Dropped, H1Error, H1Pool, H1Response, TimedOut
 
 __all__ = [
     "RETRY_STATUSES",
@@ -42,7 +42,6 @@ __all__ = [
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 _TIMED_OUT = "the replica did not answer in time"
-_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -81,43 +80,41 @@ def _int(v: Any) -> int:
 
 
 async def open_upstream(
-    client: httpx.AsyncClient, url: str, body: bytes, *, stream: bool
-) -> httpx.Response:
-    """POST ``body`` to ``url``; the response (its body read unless ``stream``), or
-    :class:`UpstreamFailure` saying whether another replica may be tried."""
-    request = client.build_request("POST", url, content=body, headers=_HEADERS)
+    pool: H1Pool, endpoint: str, path: str, body: bytes, *, stream: bool
+) -> tuple[H1Response, bytes]:
+    """POST ``body`` to ``endpoint + path``; the answer and its body (all of it unless
+    ``stream``: then nothing yet), or :class:`UpstreamFailure` saying whether another
+    replica may be tried."""
     try:
-        resp = await client.send(request, stream=stream)
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        raise UpstreamFailure(f"cannot connect to the replica: {exc!r}", retry=True) from exc
-    except httpx.TimeoutException as exc:
+        resp = await pool.request(endpoint, path, body)
+        if resp.status in RETRY_STATUSES:
+            await resp.aclose()
+            raise UpstreamFailure(
+                f"the replica answered {resp.status}", retry=True, status=resp.status
+            )
+        content = b"" if stream and resp.status == 200 else await resp.read()
+    except ConnectFailed as exc:
+        raise UpstreamFailure(str(exc), retry=True) from exc
+    except TimedOut as exc:
         raise UpstreamFailure(_TIMED_OUT, retry=False, status=504) from exc
-    except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-        raise UpstreamFailure(f"the replica dropped the connection: {exc!r}", retry=True) from exc
-    if resp.status_code in RETRY_STATUSES:
-        await resp.aclose()
-        raise UpstreamFailure(
-            f"the replica answered {resp.status_code}", retry=True, status=resp.status_code
-        )
-    return resp
+    except Dropped as exc:
+        raise UpstreamFailure(f"the replica dropped the connection: {exc}", retry=True) from exc
+    return resp, content
 
 
-async def prefetch(resp: httpx.Response) -> tuple[bytes, AsyncIterator[bytes]]:
-    """The first bytes of a streamed answer, and the rest: a replica that fails before
-    sending any is still a failure that another replica may retry."""
-    chunks = resp.aiter_raw()
+async def prefetch(resp: H1Response) -> bytes:
+    """The first bytes of a streamed answer: a replica that fails before sending any is
+    still a failure that another replica may retry."""
     try:
-        first = await chunks.__anext__()
+        return await resp.__anext__()
     except StopAsyncIteration:
-        await resp.aclose()
         raise UpstreamFailure("the replica sent an empty answer", retry=True) from None
-    except httpx.TimeoutException as exc:
+    except TimedOut as exc:
         await resp.aclose()
         raise UpstreamFailure(_TIMED_OUT, retry=False, status=504) from exc
-    except httpx.TransportError as exc:
+    except H1Error as exc:
         await resp.aclose()
-        raise UpstreamFailure(f"the replica dropped the stream: {exc!r}", retry=True) from exc
-    return first, chunks
+        raise UpstreamFailure(f"the replica dropped the stream: {exc}", retry=True) from exc
 
 
 class SseRelay:
@@ -221,17 +218,15 @@ class RelayResponse(Response):
 
     def __init__(
         self,
-        upstream: httpx.Response,
+        upstream: H1Response,
         first: bytes,
-        rest: AsyncIterator[bytes],
         relay: SseRelay,
         on_end: Callable[[StreamEnd], None],
     ) -> None:
-        self.status_code = upstream.status_code
+        self.status_code = upstream.status
         self.background = None
         self._upstream = upstream
         self._first = first
-        self._rest = rest
         self._end = StreamEnd(relay)
         self._on_end = on_end
 
@@ -244,7 +239,7 @@ class RelayResponse(Response):
             )
             await send(_body(relay.feed(self._first), more=True))
             try:
-                async for data in self._rest:
+                async for data in self._upstream:
                     if watch.done():
                         end.client_left = True
                         break
@@ -253,7 +248,7 @@ class RelayResponse(Response):
                         await send(_body(out, more=True))
                 else:
                     end.complete = True
-            except httpx.HTTPError as exc:
+            except H1Error as exc:
                 end.replica_failed = True
                 msg = f"the replica failed during the answer ({type(exc).__name__}); not retried"
                 tail = b"data: " + error_body(msg, "upstream_error", "upstream_failed") + b"\n\n"

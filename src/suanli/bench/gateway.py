@@ -1,0 +1,594 @@
+"""``suanli bench gateway``: the latency the inference gateway adds, measured against calling
+the upstream directly in the same run, at rising request rates up to saturation.
+
+Processes, all on 127.0.0.1:
+
+- the upstream: the protocol-level **stand-in** (:mod:`suanli.engines.standin`, not an
+  inference engine: made-up tokens after a fixed TTFT and TPOT, exact usage);
+- a **stub exchange** (this module, ``exchange``): serves one static gateway state (the
+  stand-in as the one replica of one service, one key) on the real long-poll path, and
+  acknowledges usage reports, counting what they carry;
+- the gateway: a real ``suanli gateway`` process fed by that stub;
+- the load generator (this module, ``load``): its own process, open loop (requests leave
+  on a fixed schedule whatever the answers do, so a slow target cannot slow the offered
+  load), raw asyncio HTTP/1.1 with keep-alive — cheap enough to leave the CPU to the
+  things measured.
+
+For each rate and mode (streaming or not) the generator runs against the stand-in directly,
+then through the gateway; the table shows both and the difference (p50, p99 of time to the
+first body byte, which for a stream is the first token). A rate saturates when the gateway
+delivers under 90 % of it, errs on more than 1 % or its p99 passes a second; higher rates
+are skipped. The metering lag (request end → usage acknowledged by the exchange) comes
+from the gateway's own histogram, and the usage the stub recorded is checked against the
+requests the gateway answered.
+
+    python -m suanli.bench.gateway load --url U --rate R --seconds S [--stream] --key K
+    python -m suanli.bench.gateway exchange --port P --state FILE --token T
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from suanli.bench._loopback import SUANLI, clean_env, free_port, stop_process, wait_for
+
+__all__ = ["GatewayBenchSettings", "run_gateway_bench"]
+
+KEY = "sk-bench-gateway-key"
+TOKEN = "sl_bench_operator_token_0123456789"
+SERVICE = "bench-svc"
+CITY = "Shanghai"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayBenchSettings:
+    rates: tuple[float, ...] = (100.0, 250.0, 500.0, 750.0, 1000.0)
+    seconds: float = 8.0
+    tokens: int = 16  # output tokens per answer
+    ttft_ms: float = 5.0  # the stand-in's
+    tpot_ms: float = 1.0
+    modes: tuple[str, ...] = ("plain", "stream")
+
+
+# ----- the load generator (its own process) -----------------------------------------------
+
+
+def _request_bytes(url: str, key: str | None, stream: bool, tokens: int) -> bytes:
+    parts = urlsplit(url)
+    body = json.dumps(
+        {
+            "model": SERVICE,
+            "messages": [{"role": "user", "content": "measure the gateway please"}],
+            "max_tokens": tokens,
+            "stream": stream,
+        }
+    ).encode()
+    head = [
+        f"POST {parts.path or '/'} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
+    if key:
+        head.append(f"Authorization: Bearer {key}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, float, bool]:
+    """Status, when the first body byte came (perf_counter), keep-alive."""
+    status = int((await reader.readline()).split()[1])
+    headers: dict[bytes, bytes] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip().lower()
+    first = 0.0
+    if b"content-length" in headers:
+        await reader.readexactly(int(headers[b"content-length"]))
+        first = time.perf_counter()
+    else:  # chunked
+        while size := int((await reader.readline()).split(b";")[0], 16):
+            await reader.readexactly(size + 2)
+            first = first or time.perf_counter()
+        await reader.readline()
+    return status, first or time.perf_counter(), headers.get(b"connection") != b"close"
+
+
+async def _open_loop(url: str, payload: bytes, rate: float, seconds: float) -> dict[str, Any]:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    firsts: list[float] = []
+    totals: list[float] = []
+    statuses: dict[str, int] = {}
+
+    async def one(at: float) -> None:
+        conn = idle.pop() if idle else await asyncio.open_connection(host, port)
+        try:
+            conn[1].write(payload)
+            status, first, keep = await asyncio.wait_for(_read_answer(conn[0]), 60)
+        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
+            statuses["failed"] = statuses.get("failed", 0) + 1
+            conn[1].close()
+            return
+        end = time.perf_counter()
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        if status == 200:
+            firsts.append(first - at)
+            totals.append(end - at)
+        if keep:
+            idle.append(conn)
+        else:
+            conn[1].close()
+
+    n = max(1, int(rate * seconds))
+    tasks = []
+    start = time.perf_counter()
+    for i in range(n):
+        at = start + i / rate
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(at)))
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - start
+    for _, w in idle:
+        w.close()
+    return {
+        "sent": n,
+        "ok": len(totals),
+        "statuses": statuses,
+        "achieved_rps": round(len(totals) / wall, 1) if wall > 0 else 0.0,
+        "first_ms": _summary(firsts),
+        "total_ms": _summary(totals),
+    }
+
+
+def _summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "p99": None}
+    s = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(s[min(len(s) - 1, int(q * len(s)))] * 1000.0, 3)
+
+    return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99)}
+
+
+def _load_main(args: argparse.Namespace) -> None:
+    payload = _request_bytes(args.url, args.key, args.stream, args.tokens)
+    runner: Any = asyncio.run
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        runner = uvloop.run
+    result = runner(_open_loop(args.url, payload, args.rate, args.seconds))
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+# ----- the stub exchange (its own process) ------------------------------------------------
+
+
+def _state_json(upstream: str) -> str:
+    from suanli.gateway.keys import digest
+    from suanli.gateway.protocol import (
+        CityRoute,
+        GatewayState,
+        KeyEntry,
+        ReplicaEntry,
+        ServiceEntry,
+    )
+
+    svc = ServiceEntry(
+        id="svc-bench",
+        name=SERVICE,
+        tenant_id="t-bench",
+        model="standin",
+        ttft_ms=500.0,
+        tpot_ms=50.0,
+        replicas=[
+            ReplicaEntry(
+                allocation_id="a-bench",
+                pool_id="p-bench",
+                endpoint=upstream,
+                health="healthy",
+                max_concurrency=4096,
+            )
+        ],
+        routes={CITY: [CityRoute(pool_id="p-bench", weight=1000.0, rtt_ms=1.0, in_plan=True)]},
+    )
+    key = KeyEntry(id="k-bench", digest=digest(KEY), service_id=svc.id)
+    state = GatewayState(etag="bench-1", generated_at=datetime.now(UTC), services=[svc], keys=[key])
+    return state.model_dump_json()
+
+
+def _exchange_app(state_json: str, token: str) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from suanli.gateway.protocol import GatewayReport, ReportAck
+
+    etag = json.loads(state_json)["etag"]
+    seen: set[str] = set()
+    totals = {"batches": 0, "duplicates": 0, "requests": 0, "output_tokens": 0}
+
+    def authorized(request: Request) -> bool:
+        return request.headers.get("authorization") == f"Bearer {token}"
+
+    async def state(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse({"detail": "operator token required"}, status_code=401)
+        if request.query_params.get("etag") == etag:  # static: nothing will change
+            await asyncio.sleep(min(30.0, float(request.query_params.get("wait_s", "0"))))
+        return Response(state_json, media_type="application/json")
+
+    async def reports(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse({"detail": "operator token required"}, status_code=401)
+        report = GatewayReport.model_validate_json(await request.body())
+        duplicate = report.batch_id in seen
+        if duplicate:
+            totals["duplicates"] += 1
+        else:
+            seen.add(report.batch_id)
+            totals["batches"] += 1
+            totals["requests"] += sum(u.requests - u.errors for u in report.usage)
+            totals["output_tokens"] += sum(u.output_tokens for u in report.usage)
+        ack = ReportAck(batch_id=report.batch_id, duplicate=duplicate)
+        return Response(ack.model_dump_json(), media_type="application/json")
+
+    async def stub_totals(request: Request) -> Response:
+        return JSONResponse(totals)
+
+    return Starlette(
+        routes=[
+            Route("/v1/gateway/state", state),
+            Route("/v1/gateway/reports", reports, methods=["POST"]),
+            Route("/stub/totals", stub_totals),
+            Route("/healthz", lambda r: JSONResponse({"status": "ok"})),
+        ]
+    )
+
+
+def _exchange_main(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    app = _exchange_app(Path(args.state).read_text(encoding="utf-8"), args.token)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        ws="none",
+        timeout_graceful_shutdown=1,
+    )
+
+
+# ----- orchestration ----------------------------------------------------------------------
+
+
+@dataclass
+class _Procs:
+    upstream: str
+    exchange: str
+    gateway: str
+    gateway_pid: int
+    procs: list[subprocess.Popen[bytes]]
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv, stdout=out, stderr=out, env=clean_env(), start_new_session=True
+        )
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited:\n{log.read_text(errors='replace')[-2000:]}")
+        try:
+            return httpx.get(url, timeout=2.0, trust_env=False).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 60.0, what)
+
+
+def _start(tmp: Path, s: GatewayBenchSettings) -> _Procs:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        up_port, ex_port, gw_port = free_port(), free_port(), free_port()
+        upstream = f"http://127.0.0.1:{up_port}"
+        argv = [
+            sys.executable,
+            "-m",
+            "suanli.engines.standin",
+            "--port",
+            str(up_port),
+            "--ttft-ms",
+            f"{s.ttft_ms:g}",
+            "--tpot-ms",
+            f"{s.tpot_ms:g}",
+            "--cached-fraction",
+            "0.5",
+        ]
+        procs.append(_spawn(argv, tmp / "standin.log"))
+        _wait_http(upstream + "/health", procs[-1], tmp / "standin.log", "the stand-in")
+        state_file = tmp / "state.json"
+        state_file.write_text(_state_json(upstream), encoding="utf-8")
+        exchange = f"http://127.0.0.1:{ex_port}"
+        argv = [
+            sys.executable,
+            "-m",
+            "suanli.bench.gateway",
+            "exchange",
+            "--port",
+            str(ex_port),
+            "--state",
+            str(state_file),
+            "--token",
+            TOKEN,
+        ]
+        procs.append(_spawn(argv, tmp / "exchange.log"))
+        _wait_http(exchange + "/healthz", procs[-1], tmp / "exchange.log", "the stub exchange")
+        token_file = tmp / "operator.token"
+        token_file.write_text(TOKEN)
+        gateway = f"http://127.0.0.1:{gw_port}"
+        argv = [
+            SUANLI,
+            "gateway",
+            "--exchange",
+            exchange,
+            "--city",
+            CITY,
+            "--port",
+            str(gw_port),
+            "--token-file",
+            str(token_file),
+            "--data-dir",
+            str(tmp / "gateway-data"),
+            "--log-level",
+            "WARNING",
+        ]
+        procs.append(_spawn(argv, tmp / "gateway.log"))
+        _wait_http(gateway + "/readyz", procs[-1], tmp / "gateway.log", "the gateway")
+        return _Procs(upstream, exchange, gateway, procs[-1].pid, procs)
+    except BaseException:
+        for p in reversed(procs):
+            stop_process(p)
+        raise
+
+
+def _load(
+    url: str, rate: float, seconds: float, stream: bool, tokens: int, key: str | None
+) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        "-m",
+        "suanli.bench.gateway",
+        "load",
+        "--url",
+        url,
+        "--rate",
+        f"{rate:g}",
+        "--seconds",
+        f"{seconds:g}",
+        "--tokens",
+        str(tokens),
+    ]
+    if stream:
+        argv.append("--stream")
+    if key:
+        argv += ["--key", key]
+    out = subprocess.run(
+        argv, capture_output=True, env=clean_env(), timeout=seconds + 120, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the load generator failed:\n{out.stderr.decode()[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _lag_buckets(gateway: str) -> dict[float, float]:
+    text = httpx.get(gateway + "/metrics", timeout=5.0, trust_env=False).text
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("suanli_gateway_metering_lag_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[math.inf if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def _bucket_quantile(
+    before: dict[float, float], after: dict[float, float], q: float
+) -> float | None:
+    """A quantile from the difference of two cumulative histograms (linear in a bucket)."""
+    edges = sorted(after)
+    counts = [after[e] - before.get(e, 0.0) for e in edges]
+    if not counts or counts[-1] <= 0:
+        return None
+    target, lower, below = q * counts[-1], 0.0, 0.0
+    for edge, cum in zip(edges, counts, strict=True):
+        if cum >= target:
+            if math.isinf(edge):
+                return lower
+            share = (target - below) / (cum - below) if cum > below else 1.0
+            return round(lower + (edge - lower) * share, 3)
+        lower, below = edge, cum
+    return None
+
+
+def _row(
+    mode: str,
+    rate: float,
+    direct: dict[str, Any],
+    via: dict[str, Any],
+    cpu_s: float,
+    lag: tuple[float | None, float | None],
+) -> dict[str, Any]:
+    d, g = direct["first_ms"], via["first_ms"]
+
+    def diff(q: str) -> float | None:
+        return None if d[q] is None or g[q] is None else round(g[q] - d[q], 2)
+
+    errors = via["sent"] - via["ok"]
+    return {
+        "mode": mode,
+        "rate": rate,
+        "direct_rps": direct["achieved_rps"],
+        "gateway_rps": via["achieved_rps"],
+        "direct_p50_ms": d["p50"],
+        "gateway_p50_ms": g["p50"],
+        "added_p50_ms": diff("p50"),
+        "direct_p99_ms": d["p99"],
+        "gateway_p99_ms": g["p99"],
+        "added_p99_ms": diff("p99"),
+        "p50_ratio": round(g["p50"] / d["p50"], 3) if d["p50"] and g["p50"] else None,
+        "gateway_errors": errors,
+        "gateway_cpu_ms_per_req": round(cpu_s * 1000.0 / max(1, via["ok"]), 3),
+        "metering_lag_p50_s": lag[0],
+        "metering_lag_p99_s": lag[1],
+        "statuses": via["statuses"],
+    }
+
+
+def _saturated(rate: float, via: dict[str, Any]) -> bool:
+    p99 = via["first_ms"]["p99"]
+    return (
+        via["achieved_rps"] < 0.9 * rate
+        or via["sent"] - via["ok"] > 0.01 * via["sent"]
+        or p99 is None
+        or p99 > 1000.0
+    )
+
+
+def _measure_mode(p: _Procs, s: GatewayBenchSettings, mode: str) -> list[dict[str, Any]]:
+    stream = mode == "stream"
+    rows = []
+    for rate in s.rates:
+        direct = _load(p.upstream + "/v1/chat/completions", rate, s.seconds, stream, s.tokens, None)
+        lag_before, cpu_before = _lag_buckets(p.gateway), _cpu_s(p.gateway_pid)
+        via = _load(p.gateway + "/v1/chat/completions", rate, s.seconds, stream, s.tokens, KEY)
+        cpu = _cpu_s(p.gateway_pid) - cpu_before
+        time.sleep(2.5)  # the last requests' usage acknowledged (report interval 1 s)
+        lag_after = _lag_buckets(p.gateway)
+        lag = (
+            _bucket_quantile(lag_before, lag_after, 0.5),
+            _bucket_quantile(lag_before, lag_after, 0.99),
+        )
+        rows.append(_row(mode, rate, direct, via, cpu, lag))
+        if _saturated(rate, via):
+            rows[-1]["saturated"] = True
+            break
+    return rows
+
+
+def run_gateway_bench(settings: GatewayBenchSettings | None = None) -> dict[str, Any]:
+    """Run the benchmark; rows per mode × rate, notes, and the metering check."""
+    s = settings or GatewayBenchSettings()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="suanli-bench-gw-") as tmp_name:
+        p = _start(Path(tmp_name), s)
+        try:
+            for target, key in ((p.upstream, None), (p.gateway, KEY)):  # warm both paths up
+                _load(target + "/v1/chat/completions", 50.0, 1.0, False, s.tokens, key)
+            time.sleep(2.5)  # the warm-up's usage acknowledged before counting starts
+            ok_before = _stub_totals(p.exchange)["requests"]
+            rows: list[dict[str, Any]] = []
+            answered = 0
+            for mode in s.modes:
+                for row in _measure_mode(p, s, mode):
+                    answered += row["statuses"].get("200", 0)
+                    rows.append(row)
+            time.sleep(2.5)
+            stub = _stub_totals(p.exchange)
+        finally:
+            for proc in reversed(p.procs):
+                stop_process(proc)
+    metered = stub["requests"] - ok_before
+    return {
+        "settings": {
+            "rates": list(s.rates),
+            "seconds": s.seconds,
+            "tokens": s.tokens,
+            "ttft_ms": s.ttft_ms,
+            "tpot_ms": s.tpot_ms,
+        },
+        "cpus": os.cpu_count(),
+        "rows": rows,
+        "metering": {
+            "answered": answered,
+            "metered": metered,
+            "exact": metered == answered,
+            "duplicate_batches": stub["duplicates"],
+        },
+        "notes": [
+            "upstream: the protocol-level stand-in (suanli.engines.standin), NOT an inference "
+            f"engine: TTFT {s.ttft_ms:g} ms, TPOT {s.tpot_ms:g} ms, {s.tokens} output tokens",
+            "gateway: a real `suanli gateway` process fed by a stub exchange process serving a "
+            "static state (one service, one replica: the stand-in) and acknowledging reports",
+            "load: open loop from its own process (raw asyncio HTTP/1.1, keep-alive); latency "
+            "is to the first body byte (streams: the first token) from the scheduled send time",
+            f"all processes share this machine's {os.cpu_count()} CPUs; load average "
+            f"{load_before[0]:.1f} before the run, {os.getloadavg()[0]:.1f} after (1 min; "
+            "above the CPU count, other work was competing for them)",
+        ],
+    }
+
+
+def _stub_totals(exchange: str) -> dict[str, int]:
+    data: dict[str, int] = httpx.get(exchange + "/stub/totals", timeout=5.0, trust_env=False).json()
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m suanli.bench.gateway")
+    sub = parser.add_subparsers(dest="what", required=True)
+    load = sub.add_parser("load", help="open-loop load against one URL; prints JSON")
+    load.add_argument("--url", required=True)
+    load.add_argument("--rate", type=float, required=True)
+    load.add_argument("--seconds", type=float, default=5.0)
+    load.add_argument("--tokens", type=int, default=16)
+    load.add_argument("--stream", action="store_true")
+    load.add_argument("--key")
+    ex = sub.add_parser("exchange", help="a stub exchange serving one static gateway state")
+    ex.add_argument("--port", type=int, required=True)
+    ex.add_argument("--state", required=True)
+    ex.add_argument("--token", required=True)
+    args = parser.parse_args(argv)
+    if args.what == "load":
+        _load_main(args)
+    else:
+        _exchange_main(args)
+
+
+if __name__ == "__main__":
+    main()
