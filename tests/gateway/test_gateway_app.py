@@ -226,3 +226,14 @@ def test_a_full_service_queues_then_answers_429_with_retry_after(
     assert (demand["requests"], demand["rejected"], demand["slo_total"]) == (2, 1, 1)
     text = httpx.get(gw.url + "/metrics").text
     assert 'suanli_gateway_queue_seconds_count{city="Shanghai",service="chat-svc"} 2.0' in text
+
+
+def test_unknown_paths_and_methods_answer_in_the_openai_shape(gw: GatewayUnderTest) -> None:
+    assert httpx.get(gw.url + "/v1/nothing").json()["error"]["message"].endswith("no such endpoint")
+    resp = httpx.get(gw.url + "/v1/chat/completions")
+    assert resp.status_code == 405 and set(resp.json()["error"]) == {
+        "message",
+        "type",
+        "code",
+        "param",
+    }

@@ -165,3 +165,18 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
         assert batch.report.usage[0].requests == 1
     finally:
         j.close()
+
+
+def test_a_segment_rolls_early_before_a_report_could_overflow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import suanli.gateway.journal as journal
+
+    monkeypatch.setattr(journal, "MAX_OUTCOMES", 3)
+    j = Journal(tmp_path / "gw", "edge-test")
+    try:
+        for i in range(7):
+            j.append(ok(key=f"k{i}"))
+        assert [len(b.report.usage) for b in j.pending.values()] == [3, 3]
+    finally:
+        j.close()

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -97,9 +98,19 @@ def create_gateway_app(link: ExchangeLink, config: GatewayConfig) -> Starlette:
             Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
+        exception_handlers={404: _http_error, 405: _http_error},
     )
     app.state.gateway = gw
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods, in the OpenAI error shape like everything else."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    message = f"{request.method} {request.url.path}: " + (
+        "no such endpoint" if status == 404 else "method not allowed"
+    )
+    return error_response(status, message, "invalid_request_error", None)
 
 
 class _GatewayApp(Starlette):

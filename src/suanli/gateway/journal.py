@@ -36,9 +36,10 @@ from suanli.gateway.meter import Outcome
 from suanli.gateway.protocol import GatewayReport
 from suanli.gateway.report import build_report, tokens_per_key
 
-__all__ = ["Batch", "Journal"]
+__all__ = ["MAX_OUTCOMES", "Batch", "Journal"]
 
 log = logging.getLogger("suanli.gateway")
+MAX_OUTCOMES = 10_000  # per batch: a report holds at most this many usage and demand lines
 _SEGMENT = re.compile(r"^segment-(\d+)\.jsonl$")
 _BATCH = re.compile(r"^batch-([0-9a-f]{32})-(\d+)-(\d+)\.jsonl$")
 
@@ -104,6 +105,8 @@ class Journal:
         )
         os.write(self._fd, (line + "\n").encode())
         self._outcomes.append(outcome)
+        if len(self._outcomes) >= MAX_OUTCOMES:
+            self.roll()
 
     def roll(self) -> Batch | None:
         """Close the segment as a batch (None when nothing was written since the last)."""

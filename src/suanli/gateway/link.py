@@ -59,7 +59,6 @@ class HttpExchangeLink:
             headers={"Authorization": f"Bearer {token}", "User-Agent": "suanli-gateway"},
             timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)),
             transport=transport,
-            trust_env=False,
         )
         self._last: GatewayState | None = None
 

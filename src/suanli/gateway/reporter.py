@@ -36,9 +36,12 @@ class Reporter:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            self.journal.roll()
-            if self.journal.pending and self._clock() >= self._next_try:
-                await self.send_pending()
+            try:
+                self.journal.roll()
+                if self.journal.pending and self._clock() >= self._next_try:
+                    await self.send_pending()
+            except Exception:  # a full disk, a bug: say so, keep metering
+                log.exception("usage reporting failed; trying again")
 
     async def send_pending(self) -> bool:
         """Send every pending batch; False at the first failure (the rest wait)."""

@@ -135,7 +135,11 @@ class Gateway:
             await asyncio.sleep(self.config.probe_interval_s)
             due = self.breaker.due_for_probe()
             if due and self.view is not None and self.pool is not None:
-                await asyncio.gather(*(self._probe(rid) for rid in due))
+                for result in await asyncio.gather(
+                    *(self._probe(rid) for rid in due), return_exceptions=True
+                ):
+                    if isinstance(result, Exception):
+                        log.warning("probing a replica failed: %r", result)
 
     async def _probe(self, rid: str) -> None:
         """The half-open trial as an active health check of the replica."""

@@ -57,7 +57,12 @@ async def follow_state(
             log.info("exchange reachable again")
             failures = 0
         if state.etag != etag:
-            apply(state)
+            try:
+                apply(state)
+            except Exception:  # serve from the last state rather than from none
+                log.exception("could not take the exchange's state %s", state.etag)
+                await asyncio.sleep(1.0)
+                continue
             etag = state.etag
         else:
             await asyncio.sleep(0.02)  # an exchange that does not wait must not spin us
