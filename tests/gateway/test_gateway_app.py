@@ -237,3 +237,32 @@ def test_unknown_paths_and_methods_answer_in_the_openai_shape(gw: GatewayUnderTe
         "code",
         "param",
     }
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_the_city_header_counts_only_from_trusted_edges(
+    make_upstream: Callable[[], Upstream],
+    make_gateway: Callable[..., GatewayUnderTest],
+    until: Wait,
+    trusted: bool,
+) -> None:
+    from suanli.gateway import parse_networks
+
+    near, far = make_upstream(), make_upstream()
+    reps = [replica("rb", near.url, pool="B"), replica("ra", far.url, pool="A")]
+    svc = service(reps, {"Beijing": [route("B", 1.0)], "*": [route("A", 1.0)]})
+    edges = parse_networks(["127.0.0.0/8"] if trusted else ["10.0.0.0/8"])
+    gw = make_gateway(state([svc], [key_entry()]), city=None, trusted_edges=edges)
+    with openai.OpenAI(
+        base_url=gw.url + "/v1",
+        api_key=KEY,
+        max_retries=0,
+        default_headers={"x-suanli-city": "Beijing"},
+    ) as c:
+        c.chat.completions.create(model=SERVICE, messages=MESSAGES)
+    assert (len(near.behaviour.bodies), len(far.behaviour.bodies)) == (
+        (1, 0) if trusted else (0, 1)
+    )
+    until(lambda: gw.link.usage_totals()["requests"] == 1, 10, "usage reports")
+    (report,) = gw.link.reports.values()
+    assert report.usage[0].city == ("Beijing" if trusted else "*")
