@@ -37,22 +37,18 @@ def test_a_batch_aggregates_usage_and_demand(tmp_path: Path) -> None:
         j.append(ok(key="k2", city="Beijing"))
         j.append(Outcome("k1", "svc1", "Shanghai", "error", 10, 0, 0, False, 1.0))
         j.append(Outcome("k1", "svc1", "Shanghai", "rejected", 0, 0, 0, False, 1.0))
+        j.append(Outcome("k1", "svc1", "Shanghai", "aborted", 0, 0, 0, False, 1.0))
         batch = j.roll()
         assert batch is not None and j.roll() is None
         r = batch.report
         usage = {(u.key_id, u.city): u for u in r.usage}
         u = usage[("k1", "Shanghai")]
-        assert (u.requests, u.errors, u.input_tokens, u.cached_input_tokens, u.output_tokens) == (
-            3,
-            1,
-            6 + 16 + 10,
-            8,
-            10,
-        )
+        got = (u.requests, u.errors, u.input_tokens, u.cached_input_tokens, u.output_tokens)
+        assert got == (4, 2, 6 + 16 + 10, 8, 10)
         assert usage[("k2", "Beijing")].requests == 1
         demand = {d.city: d for d in r.demand}
         d = demand["Shanghai"]
-        assert (d.requests, d.rejected, d.slo_met, d.slo_total) == (4, 1, 2, 3)
+        assert (d.requests, d.rejected, d.slo_met, d.slo_total) == (5, 1, 2, 3)
         assert (d.prompt_tokens, d.cached_tokens, d.output_tokens) == (40, 8, 10)
         assert batch.tokens == {"k1": 15 + 25 + 10, "k2": 15}
         assert r.window_start <= r.window_end

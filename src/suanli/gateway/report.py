@@ -2,12 +2,15 @@
 demand per service × city). Pure and deterministic: a batch read back from its journal
 file after a restart is the report it was when first sent.
 
-Usage: ``requests`` counts what was sent upstream (served or failed), ``errors`` the
-failed part; tokens are what the replica reported (``input_tokens`` are the prompt
-tokens that missed the prefix cache). Demand: ``requests`` counts every request routed
-for the service, including ``rejected`` (turned away with a 429 for back-pressure — demand
-the plan did not meet); ``slo_total`` the served and failed ones, ``slo_met`` those that
-met the SLO. Requests refused for a key's own limits are not demand and are not here.
+Outcomes: "ok"; "error" (the replica or the way to it failed); "aborted" (the replica
+refused the request with a 4xx, or the client left mid-stream — tokens seen are billed);
+"rejected" (a 429 for back-pressure). Usage: ``requests`` counts what was sent upstream,
+``errors`` the part that did not end "ok"; tokens are what the replica reported
+(``input_tokens`` are the prompt tokens that missed the prefix cache; a stream cut short
+bills the output chunks seen). Demand: ``requests`` counts every request routed for the
+service, including ``rejected`` (demand the plan did not meet); ``slo_total`` the "ok"
+and "error" ones, ``slo_met`` those that met the SLO. Requests refused for a key's own
+limits are not demand and are not here.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ def build_report(
         d[1] += o.prompt_tokens
         d[2] += o.cached_tokens
         d[3] += o.output_tokens
-        d[4] += o.slo_met
-        d[5] += 1
+        if o.status != "aborted":  # the client's doing: not the service's SLO to judge
+            d[4] += o.slo_met
+            d[5] += 1
         u = usage.setdefault((o.key_id, o.service_id, o.city), [0] * 5)
         u[0] += 1
         u[1] += o.status != "ok"
