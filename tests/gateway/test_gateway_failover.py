@@ -96,3 +96,28 @@ def test_a_replica_dying_mid_stream_ends_the_stream_with_an_error_and_no_retry(
     until(lambda: gw.link.usage_totals()["requests"] == 1, 10, "usage reports")
     totals = gw.link.usage_totals()
     assert totals["errors"] == 1 and totals["output"] == 2  # the tokens that were seen
+
+
+def test_a_client_leaving_mid_stream_frees_the_slot_and_bills_what_was_seen(
+    make_upstream: Callable[[], Upstream],
+    make_gateway: Callable[..., GatewayUnderTest],
+    until: Wait,
+) -> None:
+    import httpx
+
+    up = make_upstream()
+    up.behaviour.token_gap_s = 0.05
+    gw = make_gateway(state([service([replica("r1", up.url)])], [key_entry()]))
+    body = {"model": SERVICE, "messages": MESSAGES, "max_tokens": 40, "stream": True}
+    with (
+        httpx.Client(headers={"Authorization": f"Bearer {KEY}"}) as http,
+        http.stream("POST", gw.url + "/v1/chat/completions", json=body) as resp,
+    ):
+        for line in resp.iter_lines():
+            if "tok1" in line:
+                break  # leave after two tokens
+    until(lambda: gw.link.usage_totals()["requests"] == 1, 10, "usage reports")
+    totals, demand = gw.link.usage_totals(), gw.link.demand_totals()
+    assert totals["errors"] == 1 and 2 <= totals["output"] < 40
+    assert demand["slo_total"] == 0  # the client's doing, not the service's
+    assert gw.gateway.admission.in_flight == {}
