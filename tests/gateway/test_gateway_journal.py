@@ -176,3 +176,33 @@ def test_a_segment_rolls_early_before_a_report_could_overflow(
         assert [len(b.report.usage) for b in j.pending.values()] == [3, 3]
     finally:
         j.close()
+
+
+def test_a_refused_batch_is_set_aside_and_does_not_block_the_rest(tmp_path: Path) -> None:
+    from suanli.gateway.link import LinkError
+    from suanli.gateway.protocol import GatewayReport, ReportAck
+
+    class Refusing(FakeLink):
+        async def report(self, report: GatewayReport) -> ReportAck:
+            if report.usage[0].key_id == "bad":
+                raise LinkError("HTTP 422: the report's window is not a time span", 422)
+            return await super().report(report)
+
+    d = tmp_path / "gw"
+    link = Refusing(state([], []))
+    refused: list[str] = []
+    j = Journal(d, "edge-test")
+    try:
+        j.append(ok(key="bad"))
+        j.roll()
+        j.append(ok(key="good"))
+        j.roll()
+        reporter = Reporter(
+            j, link, lambda b: None, 0.05, on_refused=lambda b: refused.append(b.batch_id)
+        )
+        assert asyncio.run(reporter.send_pending())
+        assert not j.pending and len(refused) == 1 and len(link.reports) == 1
+        assert [p.name.startswith("refused-batch-") for p in files(d, "refused-")] == [True]
+        assert not files(d, "batch-")
+    finally:
+        j.close()

@@ -15,6 +15,7 @@ gateway per data dir).
 
     segment-<window start ms>.jsonl
     batch-<batch id>-<window start ms>-<window end ms>.jsonl
+    refused-batch-….jsonl     a batch the exchange refused for good (kept, not resent)
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class Journal:
             return None
         os.close(self._fd)
         batch_id = uuid.uuid4().hex
-        start_ms, end_ms = int(self._window_start * 1000), int(now * 1000)
+        start_ms = int(self._window_start * 1000)
+        end_ms = max(start_ms + 1, int(now * 1000))  # demand needs a window longer than 0
         path = self.dir / f"batch-{batch_id}-{start_ms}-{end_ms}.jsonl"
         os.rename(self._segment, path)
         outcomes, self._outcomes = self._outcomes, []
@@ -132,6 +134,17 @@ class Journal:
             with contextlib.suppress(FileNotFoundError):
                 batch.path.unlink()
 
+    def quarantine(self, batch_id: str) -> Path | None:
+        """The exchange refused this batch for good: keep its file aside (``refused-…``)
+        for an operator, and stop sending it."""
+        batch = self.pending.pop(batch_id, None)
+        if batch is None:
+            return None
+        kept = batch.path.with_name("refused-" + batch.path.name)
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(batch.path, kept)
+        return kept
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
@@ -146,7 +159,7 @@ class Journal:
             m = _SEGMENT.match(path.name)
             if m is None:
                 continue
-            end_ms = max(int(m.group(1)), int(path.stat().st_mtime * 1000))
+            end_ms = max(int(m.group(1)) + 1, int(path.stat().st_mtime * 1000))
             new = self.dir / f"batch-{uuid.uuid4().hex}-{m.group(1)}-{end_ms}.jsonl"
             os.rename(path, new)
             log.info("journal: unsent segment %s is batch %s now", path.name, new.name)

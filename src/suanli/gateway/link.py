@@ -21,7 +21,12 @@ _T = TypeVar("_T", GatewayState, ReportAck)
 
 
 class LinkError(Exception):
-    """The exchange could not be reached or did not answer as agreed."""
+    """The exchange could not be reached or did not answer as agreed (``status``: its
+    HTTP status, when it answered)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ExchangeLink(Protocol):
@@ -96,7 +101,7 @@ class HttpExchangeLink:
         except httpx.HTTPError as exc:
             raise LinkError(f"{what}: {type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 400 or (resp.status_code >= 300 and resp.status_code != 304):
-            raise LinkError(f"{what}: HTTP {resp.status_code}: {resp.text[:300]}")
+            raise LinkError(f"{what}: HTTP {resp.status_code}: {resp.text[:300]}", resp.status_code)
         return resp
 
 

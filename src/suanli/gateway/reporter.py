@@ -1,5 +1,9 @@
 """Sending the journal's batches: roll the segment every interval, send what is pending
-(oldest first), delete on acknowledgement, back off while the exchange is unreachable."""
+(oldest first), delete on acknowledgement, back off while the exchange is unreachable.
+
+A batch the exchange *refuses* (a 4xx other than 401, 403, 408 and 429: resending the
+same bytes cannot succeed) is set aside in its file and skipped, so one bad batch never
+holds up the metering behind it."""
 
 from __future__ import annotations
 
@@ -24,10 +28,12 @@ class Reporter:
         on_ack: Callable[[Batch], None],
         interval_s: float,
         clock: Callable[[], float] = time.monotonic,
+        on_refused: Callable[[Batch], None] | None = None,
     ) -> None:
         self.journal = journal
         self.link = link
         self.on_ack = on_ack
+        self.on_refused = on_refused
         self.interval_s = interval_s
         self._clock = clock
         self._failures = 0
@@ -51,6 +57,17 @@ class Reporter:
                 if ack.batch_id != batch.batch_id:
                     raise ValueError(f"acknowledged {ack.batch_id}, not {batch.batch_id}")
             except Exception as exc:
+                if _refused(exc):  # resending cannot help; it must not block the rest
+                    kept = self.journal.quarantine(batch.batch_id)
+                    log.error(
+                        "the exchange refused usage batch %s (%s); kept in %s",
+                        batch.batch_id,
+                        exc,
+                        kept,
+                    )
+                    if self.on_refused is not None:
+                        self.on_refused(batch)
+                    continue
                 self._failures += 1
                 backoff = min(30.0, self.interval_s * 2.0 ** min(self._failures, 8))
                 self._next_try = self._clock() + backoff
@@ -78,3 +95,13 @@ class Reporter:
                 return await self.send_pending()
         except TimeoutError:
             return False
+
+
+_TRANSIENT = frozenset({401, 403, 408, 429})  # a token being rotated, a timeout, a limit
+
+
+def _refused(exc: Exception) -> bool:
+    """The exchange answered that this batch will never be accepted (``status`` is set by
+    :class:`LinkError` and by the exchange's in-process problems alike)."""
+    status = getattr(exc, "status", None)
+    return isinstance(status, int) and 400 <= status < 500 and status not in _TRANSIENT

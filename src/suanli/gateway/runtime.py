@@ -67,7 +67,13 @@ class Gateway:
         cfg = self.config
         self.journal = Journal(cfg.data_dir, cfg.name, self.wall)
         self.pool = H1Pool(cfg.connect_timeout_s, cfg.read_timeout_s)
-        self.reporter = Reporter(self.journal, self.link, self._acked, cfg.report_interval_s)
+        self.reporter = Reporter(
+            self.journal,
+            self.link,
+            self._acked,
+            cfg.report_interval_s,
+            on_refused=lambda batch: self.keys.acknowledged(batch.tokens),
+        )
         self._tasks = [
             asyncio.create_task(follow_state(self.link, cfg.state_wait_s, self.apply)),
             asyncio.create_task(self.reporter.run()),
@@ -105,7 +111,13 @@ class Gateway:
         header; else any city."""
         if self.config.city:
             return self.config.city
-        if header and len(header) <= _MAX_CITY and client_host and self._is_trusted(client_host):
+        if (
+            header
+            and len(header) <= _MAX_CITY
+            and header.isprintable()
+            and client_host
+            and self._is_trusted(client_host)
+        ):
             return header
         return ANY_CITY
 
