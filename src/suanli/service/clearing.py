@@ -4,6 +4,10 @@
 2. Pending jobs are locked; the pools on offer, their busy nodes and the voucher grants
    are read; an :class:`ExchangeState` is built from them.
 3. ``advance`` fails pending jobs whose deadline passed (the engine's reason).
+   Services enter whole when none of their replicas is live; a service with live
+   replicas enters only for the planned demand they were not routed (a scale-up: its
+   new replicas join the live ones, whose placements, holds and routes stay). Rounds
+   between horizons only add replicas; they leave at their horizon (see ``round_plan``).
 4. Admission: a buyer's pending work enters the round only while its wallet covers the
    most that work could cost at its bid, so every hold succeeds.
 5. The exchange policy clears ``snapshot(now)``; ``apply(decision, start=False)`` takes

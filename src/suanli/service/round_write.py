@@ -1,5 +1,12 @@
 """Writing a planned clearing round: placements, holds, reasons and prices, in one
 transaction. See :mod:`suanli.service.clearing` for the whole round.
+
+A service placed whole gets this round's routes in place of its earlier ones. A
+scale-up (a service with live replicas, entered for its residual demand, see
+:mod:`suanli.service.round_plan`) only adds: its new replicas are held and written beside
+the live ones, whose allocations, holds and routes stay as they are; the new routes are
+added to those of the pools still serving it. A scale-up the round could not place
+changes nothing but its reasons.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from suanli.service.events import record_event
 from suanli.service.ledger import hold_entries, post, post_many
 from suanli.service.market_view import MarketView
 from suanli.service.problems import InsufficientFunds
-from suanli.service.round_plan import RoundPlan, RoundSummary
+from suanli.service.round_plan import RoundPlan, RoundSummary, ScaleUp, scale_up_reasons
 from suanli.service.runtime import Runtime
 from suanli.service.service_demand import dump_estimates, load_estimates
 from suanli.service.settlement import settle_allocation
@@ -104,9 +111,9 @@ def write_round(session: Session, rt: Runtime, plan: RoundPlan, now: datetime) -
     up_sites = set(session.scalars(select(SiteRow.id).where(SiteRow.up.is_(True))))
     view = plan.view
     _write_jobs(session, st, decision, rows, view, up_sites, round_row.id, now, summary)
-    _write_services(session, st, decision, services, view, up_sites, round_row.id, now, summary)
+    _write_services(session, plan, services, up_sites, round_row.id, now, summary)
     round_row.jobs_placed = summary.jobs_placed
-    round_row.services_placed = summary.services_placed
+    round_row.services_placed = summary.services_placed + summary.services_scaled
     round_row.gpus_placed = summary.gpus_placed
     summary.gpus_allocated += summary.gpus_placed
     _write_prices(session, rt, decision, round_row.id, now, summary)
@@ -281,32 +288,40 @@ def _row_values(a: AllocationRow) -> dict[str, object]:
 
 def _write_services(
     session: Session,
-    st: ExchangeState,
-    decision: Decision,
+    plan: RoundPlan,
     rows: dict[str, ServiceRow],
-    view: MarketView,
     up_sites: set[str],
     round_id: int,
     now: datetime,
     summary: RoundSummary,
 ) -> None:
+    st, decision = plan.st, plan.decision
+    assert st is not None and decision is not None
     for so in decision.services:
         row = rows.get(so.service_id)
         if row is None:
             continue  # stopped meanwhile
+        up = plan.scale_ups.get(so.service_id)
         replicas = st.services[so.service_id].replicas
         # A site that went down meanwhile: placed again next round.
         sites_up = all(st.pools[a.pool_id].site_id in up_sites for a in replicas)
         placed = (
             bool(replicas)
             and sites_up
-            and _place_service(session, so, row, replicas, view, round_id, now)
+            and _place_service(session, so, row, replicas, plan.view, round_id, now, up)
         )
-        # The routing plan gateways follow: this round's, or none if nothing was placed.
-        _replace_routes(session, row.id, so.routes if placed else (), round_id)
-        if placed:
+        if up is None:
+            # The routing plan gateways follow: this round's, or none if nothing was placed.
+            _replace_routes(session, row.id, so.routes if placed else (), round_id)
+        elif placed:
+            _add_routes(session, row.id, so.routes, up, round_id)
+        if not placed:
+            continue
+        if up is None:
             summary.services_placed += 1
-            summary.gpus_placed += sum(a.gpus for a in replicas)
+        else:
+            summary.services_scaled += 1
+        summary.gpus_placed += sum(a.gpus for a in replicas)
 
 
 def _place_service(
@@ -317,15 +332,24 @@ def _place_service(
     view: MarketView,
     round_id: int,
     now: datetime,
+    up: ScaleUp | None,
 ) -> bool:
     """Hold and write one service's replicas; False (with the reason noted) if the
-    wallet could not cover the hold."""
+    wallet could not cover the hold. A scale-up's replicas join the live ones: the
+    service serves what those cover plus what the new ones serve."""
     reasons = [str(r) for rs in so.unserved.values() for r in rs]
-    why = (
-        f"{len(replicas)} replica(s) on "
-        + ", ".join(sorted({a.pool_id for a in replicas}))
-        + f"; serving {so.served_rps:.1f} of {so.demand_rps:.1f} req/s"
-    )
+    pools = ", ".join(sorted({a.pool_id for a in replicas}))
+    if up is None:
+        served = so.served_rps
+        why = f"{len(replicas)} replica(s) on {pools}; serving {served:.1f} of {so.demand_rps:.1f}"
+    else:
+        served = up.covered_rps + so.served_rps
+        reasons = scale_up_reasons(reasons, up)
+        why = (
+            f"{len(replicas)} replica(s) added on {pools} beside {up.live_replicas} live; "
+            f"serving {served:.1f} of {up.planned_rps:.1f}"
+        )
+    why += " req/s"
     arows = [
         _allocation_row(a, row.tenant_id, view.seller_of_pool[a.pool_id], round_id, now, why)
         for a in replicas
@@ -336,8 +360,12 @@ def _place_service(
                 post(session, "hold", hold_entries(row.tenant_id, a.payment), now, ref=arow.id)
                 session.add(arow)
     except InsufficientFunds as exc:
-        _note(row, f"funds: {exc.detail}")
+        funds = [f"funds: {exc.detail}"]
+        _note_many(row, funds if up is None else scale_up_reasons(funds, up))
         return False
+    data: dict[str, object] = {"replicas": len(replicas), "served_rps": served}
+    if up is not None:
+        data["live_replicas"] = up.live_replicas
     record_event(
         session,
         at=now,
@@ -347,10 +375,10 @@ def _place_service(
         tenant_id=row.tenant_id,
         actor="clearing",
         reason=why,
-        data={"replicas": len(replicas), "served_rps": so.served_rps},
+        data=data,
     )
     row.reason = why
-    row.served_rps = so.served_rps
+    row.served_rps = served
     _note_many(row, reasons)
     return True
 
@@ -359,6 +387,28 @@ def _replace_routes(
     session: Session, service_id: str, routes: Sequence[Route], round_id: int
 ) -> None:
     session.execute(delete(ServiceRoute).where(ServiceRoute.service_id == service_id))
+    _insert_routes(session, service_id, routes, round_id)
+
+
+def _add_routes(
+    session: Session, service_id: str, routes: Sequence[Route], up: ScaleUp, round_id: int
+) -> None:
+    """A scale-up's routes, added to those the service keeps (``ScaleUp.kept_routes``):
+    a kept route stays as it is, unless the replicas left of its round serve less than it
+    says (then it is cut to that); the routes of replicas that ended go."""
+    for r in session.scalars(select(ServiceRoute).where(ServiceRoute.service_id == service_id)):
+        rps = up.kept_routes.get(r.id)
+        if rps is None:
+            session.delete(r)
+        elif abs(r.rps - rps) > 1e-9:
+            r.rps = rps
+    session.flush()
+    _insert_routes(session, service_id, routes, round_id)
+
+
+def _insert_routes(
+    session: Session, service_id: str, routes: Sequence[Route], round_id: int
+) -> None:
     if routes:
         session.execute(
             insert(ServiceRoute),
