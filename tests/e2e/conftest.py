@@ -36,6 +36,7 @@ class Exchange:
     log: Path
     tmp: Path
     agents: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    operator_token: str = ""
 
     def tenant(self, name: str, role: str, fund_cny: float = 0.0) -> str:
         t = self.operator.create_tenant(name, [{"name": f"{name}-acct", "role": role}])
@@ -48,7 +49,7 @@ class Exchange:
         token: str,
         backend: str,
         site: str,
-        city: str,
+        city: str | None,
         reserve: float,
         *opts: str,
     ) -> subprocess.Popen[bytes]:
@@ -66,8 +67,7 @@ class Exchange:
             backend,
             "--site",
             site,
-            "--city",
-            city,
+            *(("--city", city) if city else ()),
             "--reserve",
             f"{reserve:g}",
             "--state-dir",
@@ -92,13 +92,20 @@ class Exchange:
 
 
 @pytest.fixture
-def exchange(tmp_path: Path) -> Iterator[Exchange]:
+def exchange_env() -> dict[str, str]:
+    """More ``SUANLI_*`` settings for the exchange (a test module may override this)."""
+    return {}
+
+
+@pytest.fixture
+def exchange(tmp_path: Path, exchange_env: dict[str, str]) -> Iterator[Exchange]:
     port = free_port()
     log = tmp_path / "exchange.log"
     env = {
         **clean_env(),
         "SUANLI_AGENT_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_INTERVAL_S),
         "SUANLI_AGENT_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
+        **exchange_env,
     }
     argv = [
         SUANLI,
@@ -118,7 +125,7 @@ def exchange(tmp_path: Path) -> Iterator[Exchange]:
         token = _token_from(log, proc)
         operator = Client(f"http://127.0.0.1:{port}", token, retries=1)
         _wait_healthy(operator, proc, log)
-        ex = Exchange(operator.url, operator, proc, log, tmp_path)
+        ex = Exchange(operator.url, operator, proc, log, tmp_path, operator_token=token)
         yield ex
     finally:
         for agent in ex.agents if ex else []:

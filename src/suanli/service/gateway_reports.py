@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from suanli.catalog import Catalog, city
 from suanli.errors import UnknownName
 from suanli.gateway.protocol import DemandLine, GatewayReport, ReportAck, UsageLine
-from suanli.market.demand_estimate import CityEstimate, Observation, observe
+from suanli.market.demand_estimate import CityEstimate, EstimatorParams, Observation, observe
 from suanli.service.problems import FieldError, Unprocessable
 from suanli.service.runtime import Runtime
 from suanli.service.service_demand import PARAMS, dump_estimates, load_estimates, seconds
@@ -51,7 +51,9 @@ def submit_report(rt: Runtime, report: GatewayReport) -> ReportAck:
     """Record ``report`` in one transaction (once per ``batch_id``); gateways' state
     polls are woken when it added usage (keys' tokens of the day changed)."""
     try:
-        ack = rt.db.transact(lambda s: record_report(s, report, rt.clock.now(), rt.catalog))
+        ack = rt.db.transact(
+            lambda s: record_report(s, report, rt.clock.now(), rt.catalog, rt.settings.estimator)
+        )
     except IntegrityError:
         # A concurrent twin inserted the batch first and committed: this one added nothing.
         with rt.db.read() as s:
@@ -64,7 +66,11 @@ def submit_report(rt: Runtime, report: GatewayReport) -> ReportAck:
 
 
 def record_report(
-    session: Session, report: GatewayReport, now: datetime, cat: Catalog
+    session: Session,
+    report: GatewayReport,
+    now: datetime,
+    cat: Catalog,
+    params: EstimatorParams = PARAMS,
 ) -> ReportAck:
     """Record one batch inside the caller's transaction; 422 (nothing recorded) when a
     line names a service that does not exist or a value does not fit."""
@@ -92,7 +98,7 @@ def record_report(
             [_traffic_row(d, report.batch_id, start, end) for d in report.demand],
         )
     window_s = (end - start).total_seconds()
-    _fold(services, report.demand, window_s, seconds(now), cat)
+    _fold(services, report.demand, (window_s, seconds(now)), cat, params)
     return ReportAck(batch_id=report.batch_id, duplicate=False)
 
 
@@ -244,13 +250,14 @@ class _Totals:
 def _fold(
     services: dict[str, ServiceRow],
     demand: Sequence[DemandLine],
-    window_s: float,
-    now_s: float,
+    window: tuple[float, float],
     cat: Catalog,
+    params: EstimatorParams,
 ) -> None:
     """Fold the batch's demand into each service's estimates, one observation per
     service × catalogue city (lines for a city the catalogue does not know are kept as
-    traffic but cannot be planned for)."""
+    traffic but cannot be planned for). ``window`` is (its length, its end) in s."""
+    window_s, now_s = window
     totals: dict[tuple[str, str], _Totals] = {}
     for d in demand:
         name = _city(cat, d.city)
@@ -268,7 +275,7 @@ def _fold(
         prev = estimates.get(name)
         span = window_s if prev is None else min(window_s, now_s - prev.updated_s)
         obs = Observation(max(span, _MIN_FOLD_S), t.requests, t.prompt, t.cached, t.output)
-        estimates[name] = observe(prev, obs, now_s, PARAMS)
+        estimates[name] = observe(prev, obs, now_s, params)
         touched[service_id] = estimates
     for service_id, estimates in touched.items():
         services[service_id].demand_estimates = dump_estimates(estimates)

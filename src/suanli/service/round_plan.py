@@ -450,7 +450,7 @@ def _job_record(row: JobRow) -> JobRecord:
 def _plan_demand(row: ServiceRow, now: datetime, rt: Runtime) -> DemandPlan:
     """The service's demand plan now, over the catalogue's cities only (the engine plans
     for no other; gateways' reports fold only those in)."""
-    plan = plan_demand(row, seconds(now))
+    plan = plan_demand(row, seconds(now), rt.settings.estimator)
     cities = rt.ctx.cities
     return replace(
         plan,

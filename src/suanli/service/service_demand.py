@@ -31,7 +31,8 @@ __all__ = [
     "service_tokens",
 ]
 
-# One set of estimator parameters for the reports and the rounds (the simulator's too).
+# The estimator's defaults (the simulator's); the exchange uses its settings'
+# (``ServiceSettings.estimator``) for both the reports and the rounds.
 PARAMS = EstimatorParams()
 
 
@@ -108,12 +109,12 @@ def service_tokens(row: ServiceRow) -> tuple[float, float, float]:
     return _profile(row, load_estimates(row.demand_estimates))
 
 
-def plan_demand(row: ServiceRow, now_s: float) -> DemandPlan:
+def plan_demand(row: ServiceRow, now_s: float, params: EstimatorParams = PARAMS) -> DemandPlan:
     """The demand to plan for now: declared cities at their declaration until measured,
     measured ones at the estimate with headroom (down only after the hysteresis)."""
     estimates = load_estimates(row.demand_estimates)
     planned, kept = plan_service(
-        {c: float(r) for c, r in row.demand_rps.items()}, estimates, now_s, PARAMS
+        {c: float(r) for c, r in row.demand_rps.items()}, estimates, now_s, params
     )
     prompt, cached, output = _profile(row, estimates)
     return DemandPlan(planned, kept, prompt, cached, output)

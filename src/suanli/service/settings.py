@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from suanli.errors import InvalidInput
 from suanli.gateway.config import parse_networks
+from suanli.market.demand_estimate import EstimatorParams
 
 __all__ = ["Environment", "ServiceSettings", "default_data_dir"]
 
@@ -62,12 +63,27 @@ class ServiceSettings(BaseSettings):
     # its work placed again elsewhere (the timeout should be several intervals).
     agent_heartbeat_interval_s: float = Field(default=5.0, gt=0, le=3600)
     agent_heartbeat_timeout_s: float = Field(default=30.0, gt=0, le=86_400)
+    # Measured demand (gateways' reports) → the demand rounds plan for: EWMA half-life,
+    # headroom above the estimate, and scale-down hysteresis (see market.demand_estimate).
+    demand_half_life_s: float = Field(default=300.0, gt=0, le=86_400)
+    demand_headroom: float = Field(default=1.2, ge=1.0, le=10.0)
+    demand_down_band: float = Field(default=0.75, gt=0, le=1.0)
+    demand_down_after_s: float = Field(default=900.0, ge=0, le=86_400)
     # The exchange's own inference gateway (OpenAI-compatible /v1/chat/completions …):
     # the city its callers stand in (None: any), and the edge gateways' addresses whose
     # ``x-suanli-city`` header it believes (IP networks; none by default).
     gateway_enabled: bool = True
     gateway_city: str | None = None
     gateway_trusted_edges: list[str] = Field(default_factory=list)
+
+    @property
+    def estimator(self) -> EstimatorParams:
+        return EstimatorParams(
+            half_life_s=self.demand_half_life_s,
+            headroom=self.demand_headroom,
+            down_band=self.demand_down_band,
+            down_after_s=self.demand_down_after_s,
+        )
 
     @property
     def db_url(self) -> str:

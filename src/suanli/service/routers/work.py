@@ -384,9 +384,10 @@ def post_stop(
 @router.patch("/services/{service_id}", response_model=ServiceOut)
 def patch_service(service_id: PathId, body: ServiceUpdate, rt: Rt, who: BuyerOnly) -> ServiceOut:
     """Change a running service's demand, bids, SLO, token profile or replica bounds.
-    The next round that clears the service uses them (replicas are placed per billing
-    horizon, so at the latest when the current placements reach theirs); gateways see a
-    new SLO at once. A stopped service cannot be changed (409)."""
+    The next round uses them: more demand adds replicas beside the live ones at once,
+    less demand lets replicas go as their billing horizons end (after the estimator's
+    hysteresis); gateways see a new SLO at once. A stopped service cannot be changed
+    (409)."""
     demand = _demand(rt.catalog, body.demand_rps) if body.demand_rps is not None else None
 
     def run(session: Session) -> ServiceOut:

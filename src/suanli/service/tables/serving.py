@@ -14,8 +14,9 @@ __all__ = ["GatewayBatch", "InferenceKey", "ServiceRoute", "ServiceTraffic", "To
 
 
 class ServiceRoute(Base):
-    """Demand of one city the last clearing round sent to one pool's replicas of a
-    service; replaced as a whole for the service by every round."""
+    """Demand of one city a clearing round sent to one pool's replicas of a service:
+    replaced as a whole when a round places the service anew, added to when a round adds
+    replicas beside live ones (rows of rounds whose replicas all ended stop counting)."""
 
     __tablename__ = "service_routes"
     __table_args__ = (Index("ix_service_routes_service", "service_id"),)
