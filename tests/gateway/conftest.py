@@ -3,7 +3,9 @@ OpenAI-speaking upstream, and servers (uvicorn in a thread on a free port).
 
 The upstream's usage follows one rule so tests can predict it: prompt tokens = the words
 of the messages (or prompt) + 3, cached tokens = 2 when the prompt has more than 2,
-completion tokens = ``max_tokens`` (default 5), one chunk per token when streaming.
+completion tokens = ``max_tokens`` (default 5), one chunk per token when streaming. With
+``usage_chunk`` off it streams like llama-cpp-python's server: no usage chunk, whatever
+``stream_options`` asks.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class Behaviour:
     status: int = 200  # answered to every inference request
     die_after: int | None = None  # streaming: drop the connection after this many tokens
     token_gap_s: float = 0.0
+    usage_chunk: bool = True  # False: ignore stream_options.include_usage (as llama.cpp)
     hold: threading.Event | None = None  # answer only once this is set
     bodies: list[dict[str, Any]] = field(default_factory=list)
     entered: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
@@ -226,7 +229,8 @@ def upstream_app(b: Behaviour) -> Starlette:
                     "usage": usage,
                 }
             )
-        include = (body.get("stream_options") or {}).get("include_usage") is True
+        asked = (body.get("stream_options") or {}).get("include_usage") is True
+        include = asked and b.usage_chunk
         return StreamingResponse(
             _stream(b, body["model"], chat, words, usage, include), media_type="text/event-stream"
         )
@@ -412,6 +416,12 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., GatewayUnderTest]]:
     yield make
     for g in started:
         g.server.stop()
+
+
+def metered_demand(gw: GatewayUnderTest, until: Any, requests: int) -> dict[str, int]:
+    """The demand totals once ``requests`` requests were reported."""
+    until(lambda: gw.link.demand_totals()["requests"] == requests, 10, "demand reports")
+    return gw.link.demand_totals()
 
 
 @pytest.fixture

@@ -85,3 +85,44 @@ def test_unhealthy_starting_and_excluded_replicas_are_left_out() -> None:
 def test_a_service_without_routes_offers_its_usable_replicas() -> None:
     svc = service([replica("a1", "http://a1"), replica("a2", "http://a2")], routes={})
     assert sorted(order(svc)) == ["a1", "a2"]
+
+
+def beyond_the_slo(star_rtt: tuple[float, float] = (0.0, 0.0)):  # type: ignore[no-untyped-def]
+    """Shanghai's routes list A (planned) and F (fallback); X and Y are only in ``"*"``."""
+    reps = [
+        replica("x1", "http://x1", pool="X"),
+        replica("y1", "http://y1", pool="Y", mc=4),
+        replica("a1", "http://a1", pool="A"),
+        replica("f1", "http://f1", pool="F"),
+    ]
+    star = [route("A", 1.0, 0), route("X", 0, star_rtt[0]), route("Y", 0, star_rtt[1])]
+    routes = {"Shanghai": [route("A", 1.0, 4), route("F", 0, 12)], "*": [*star, route("F", 0)]}
+    return service(reps, routes)
+
+
+def test_last_resorts_come_after_the_citys_routes_and_are_flagged() -> None:
+    found = candidates(beyond_the_slo(), "Shanghai", NOTHING, never)
+    assert [c.rid for c in found[:2]] == ["a1", "f1"]
+    assert {c.rid for c in found[2:]} == {"x1", "y1"}
+    assert [c.last_resort for c in found] == [False, False, True, True]
+    assert [c.in_plan for c in found] == [True, False, False, False]
+
+
+def test_last_resorts_by_rtt_when_known_else_least_loaded() -> None:
+    svc = beyond_the_slo()
+    # RTT not known (0, as the exchange writes it in "*"): x1 2/8 loaded, y1 2/4
+    assert order(svc, load=Load({"x1": 2, "y1": 2}, {}))[2:] == ["x1", "y1"]
+    assert order(svc, load=Load({"x1": 4, "y1": 1}, {}))[2:] == ["y1", "x1"]
+    near_y = beyond_the_slo(star_rtt=(30.0, 10.0))
+    assert order(near_y, load=Load({"y1": 3}, {}))[2:] == ["y1", "x1"]
+
+
+def test_last_resorts_leave_out_unusable_replicas() -> None:
+    svc = beyond_the_slo()
+    assert order(svc, excluded=lambda rid: rid in {"a1", "x1"}) == ["f1", "y1"]
+
+
+def test_a_city_on_the_star_routes_has_no_last_resorts() -> None:
+    found = candidates(beyond_the_slo(), "Harbin", NOTHING, never)
+    assert sorted(c.rid for c in found) == ["a1", "f1", "x1", "y1"]
+    assert not any(c.last_resort for c in found)

@@ -7,6 +7,8 @@ replicas, plus health, readiness and metrics.
 
 Callers authenticate with an inference key of the service (``Authorization: Bearer``) and
 name the service in ``model``. Errors come in the OpenAI shape with the right status.
+Answers from a replica say which: ``x-suanli-replica``, ``x-suanli-pool``,
+``x-suanli-city`` (:mod:`suanli.gateway.proxy`).
 """
 
 from __future__ import annotations

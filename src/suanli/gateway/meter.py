@@ -8,7 +8,12 @@ embeds one appends :meth:`GatewayMetrics.render` to its own ``/metrics``.
 
 A request *meets the SLO* when its TTFT ≤ ``ttft_ms`` and its TPOT ≤ ``tpot_ms``
 (streaming), or when its total time ≤ ``ttft_ms + tpot_ms × output tokens`` (not
-streaming, where the first token is not seen); a failed request does not.
+streaming, where the first token is not seen); a failed request does not, nor does one
+a *last-resort* replica answered (outside the city's routes: its network round trip
+breaks the TTFT SLO from that city: the plan knows that round trip, the gateway cannot
+see the client's WAN). Those are counted in ``suanli_gateway_slo_fallback_total``;
+streams whose usage the engine did not report, and the gateway estimated, in
+``suanli_gateway_usage_estimated_total`` (see :mod:`suanli.gateway.upstream`).
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ class GatewayMetrics:
         self._status: dict[tuple[str, str, int], Counter] = {}
         self._timing: dict[tuple[str, str], tuple[Histogram, ...]] = {}
         self._tokens: dict[tuple[str, str], tuple[Counter, ...]] = {}
+        self._once: dict[tuple[Counter, str, str], Counter] = {}
         labels = ("service", "city")
         r = self.registry
         self.ttft = Histogram(
@@ -132,6 +138,20 @@ class GatewayMetrics:
             "suanli_gateway_tokens",
             "Tokens metered (input: prompt tokens that missed the prefix cache).",
             (*labels, "kind"),
+            registry=r,
+        )
+        self.slo_fallback = Counter(
+            "suanli_gateway_slo_fallback",
+            "Requests answered by a last-resort replica outside the city's routes "
+            "(every SLO-meeting one was down): judged not meeting the SLO.",
+            labels,
+            registry=r,
+        )
+        self.usage_estimated = Counter(
+            "suanli_gateway_usage_estimated",
+            "Streams that ended without the engine's usage: tokens estimated "
+            "(output = content chunks, prompt = characters / 4).",
+            labels,
             registry=r,
         )
         self.metering_lag = Histogram(
@@ -181,6 +201,14 @@ class GatewayMetrics:
         for child, n in zip(kinds, (prompt - cached, cached, output), strict=True):
             if n > 0:
                 child.inc(n)
+
+    def inc(self, counter: Counter, service: str, city: str) -> None:
+        """``counter`` (labelled service × city) + 1, its child looked up once."""
+        key = (counter, service, city)
+        child = self._once.get(key)
+        if child is None:
+            child = self._once[key] = counter.labels(service, city)
+        child.inc()
 
     def _timing_children(self, service: str, city: str) -> tuple[Histogram, ...]:
         key = (service, city)

@@ -1,6 +1,20 @@
 """One inference request through the gateway: key, body, service, limits, then replicas
 in routing order — a slot on one (or a wait, or a 429), the upstream call, a retry on the
-next replica when the rule allows — and the metering of how it ended."""
+next replica when the rule allows — and the metering of how it ended.
+
+Routing order (:mod:`suanli.gateway.routing`): the city's in-plan pools (weighted, least
+loaded), its SLO-meeting fallbacks, then — only once none of those can be tried (down,
+ejected, unhealthy, or failed before the first byte for this request) — the service's
+other replicas, the last resorts. When the SLO-meeting replicas are merely full the
+request queues for them (and gets a 429 at its deadline) rather than spill onto a last
+resort: a replica beyond the SLO is there so that a failure does not become a client
+error, not to absorb load the plan did not give it. ``max_attempts`` caps the replicas
+actually called; one skipped (breaker open, unhealthy, ejected while waiting) costs none.
+
+Every answer that came from a replica — streamed or not, a success or its error passed
+through, or a timeout waiting for it — names it: ``x-suanli-replica`` (allocation id),
+``x-suanli-pool`` and ``x-suanli-city`` (the demand city the request was routed as).
+"""
 
 from __future__ import annotations
 
@@ -20,12 +34,14 @@ from suanli.gateway.meter import Outcome, Timing, meets_slo
 from suanli.gateway.protocol import CITY_HEADER, KeyEntry, ServiceEntry
 from suanli.gateway.routing import Candidate, Load, candidates
 from suanli.gateway.runtime import Gateway
+from suanli.gateway.state import Header, replica_headers
 from suanli.gateway.upstream import (
     RelayResponse,
     SseRelay,
     StreamEnd,
     UpstreamFailure,
     Usage,
+    estimate_usage,
     open_upstream,
     prefetch,
     usage_from,
@@ -45,10 +61,12 @@ class Call:
     city: str
     path: str  # /v1/chat/completions or /v1/completions
     body: bytes  # as forwarded
+    doc: dict[str, object]  # the body parsed (for a usage estimate)
     stream: bool
     drop_usage: bool  # the gateway asked for the usage chunk, the client did not
     t0: float  # perf_counter at receipt
     queue_s: float = 0.0
+    last_resort: bool = False  # sent beyond the city's routes: not meeting the SLO
 
 
 def key_of(gw: Gateway, auth: str) -> KeyEntry | Response:
@@ -114,43 +132,39 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, path: str) -> Resp
             "rate_limit_exceeded",
             retry_after_s=limited.retry_after_s,
         )
-    call = _call(Call(key, service, city, path, body, False, False, t0), doc)
+    call = _call(Call(key, service, city, path, body, doc, False, False, t0), doc)
     if call is None:
         return _bad("'stream_options' must be an object", "stream_options")
     return await forward(gw, call)
 
 
 async def forward(gw: Gateway, call: Call) -> Response:
-    """Try the candidate replicas in order (at most ``max_attempts``)."""
+    """Try the candidate replicas in routing order, calling at most ``max_attempts``."""
     tried: set[str] = set()
     failure: UpstreamFailure | None = None
+    failed: Candidate | None = None
     picks = gw.picks_for(call.service.id, call.city)
     svc = call.service
+    attempts = 0
 
     def excluded(rid: str) -> bool:
         return rid in tried or not gw.breaker.usable(rid)
 
-    for _ in range(gw.config.max_attempts):
+    while attempts < gw.config.max_attempts:
         found = candidates(svc, call.city, Load(gw.admission.in_flight, picks), excluded)
         if not found:
             break
-        queued_at = time.perf_counter()
-        cand = gw.admission.try_acquire(found)
-        if cand is None:
-            wait = queue_deadline_s(
-                svc.ttft_ms, svc.server_ttft_ms, found[0].rtt_ms, gw.config.queue_floor_s
-            )
-            try:
-                cand = await gw.admission.acquire(found, wait)
-            except Full as full:
-                return _rejected(gw, call, full)
-            call.queue_s += time.perf_counter() - queued_at
+        cand = await _slot(gw, call, found)
+        if isinstance(cand, Full):
+            return _rejected(gw, call, cand)
         grant = gw.breaker.acquire(cand.rid)
-        if grant is None:  # ejected while this request waited
+        if grant is None:  # ejected while this request waited: skipped, not attempted
             gw.admission.release(cand.rid)
             tried.add(cand.rid)
             continue
+        attempts += 1
         picks[cand.replica.pool_id] = picks.get(cand.replica.pool_id, 0) + 1
+        call.last_resort = cand.last_resort
         try:
             return await _attempt(gw, call, cand, grant)
         except UpstreamFailure as f:
@@ -161,9 +175,40 @@ async def forward(gw: Gateway, call: Call) -> Response:
         gw.breaker.failure(cand.rid, grant)
         gw.admission.release(cand.rid)
         tried.add(cand.rid)
+        failed = cand
         if not failure.retry:
             break
+    return _failed(gw, call, failure, failed)
+
+
+async def _slot(gw: Gateway, call: Call, found: list[Candidate]) -> Candidate | Full:
+    """A slot on the first of ``found`` that meet the SLO with one free, else the wait
+    for one of them; the last resorts only when no SLO-meeting replica is left at all
+    (full is not failed: spilling beyond the SLO is for failure only)."""
+    near = [c for c in found if not c.last_resort] or found
+    cand = gw.admission.try_acquire(near)
+    if cand is not None:
+        return cand
+    svc = call.service
+    queued_at = time.perf_counter()
+    wait = queue_deadline_s(
+        svc.ttft_ms, svc.server_ttft_ms, near[0].rtt_ms, gw.config.queue_floor_s
+    )
+    try:
+        cand = await gw.admission.acquire(near, wait)
+    except Full as full:
+        return full
+    call.queue_s += time.perf_counter() - queued_at
+    return cand
+
+
+def _failed(
+    gw: Gateway, call: Call, failure: UpstreamFailure | None, failed: Candidate | None
+) -> Response:
+    """The error when no replica answered: 503 when none is left to try, else the
+    failure that may not be retried (naming the replica that failed)."""
     if failure is None or failure.retry:  # nothing left to try
+        call.last_resort = False  # no replica answered it, in or beyond the SLO
         status, code = 503, "no_replica"
         message = "no replica of this service is reachable now"
         if failure is not None:
@@ -171,7 +216,16 @@ async def forward(gw: Gateway, call: Call) -> Response:
     else:
         status, code, message = failure.status, "upstream_failed", str(failure)
     _record(gw, call, "error", status, None, Timing(time.perf_counter() - call.t0, call.queue_s))
-    return error_response(status, message, "upstream_error", code)
+    response = error_response(status, message, "upstream_error", code)
+    if failure is not None and not failure.retry and failed is not None:
+        response.raw_headers.extend(_headers(gw, call, failed))
+    return response
+
+
+def _headers(gw: Gateway, call: Call, cand: Candidate) -> list[Header]:
+    """The headers that name the replica, its pool and the demand city."""
+    pair = gw.view.headers.get(cand.rid) if gw.view is not None else None
+    return [*(pair or replica_headers(cand.replica)), (_CITY, call.city.encode())]
 
 
 async def _attempt(gw: Gateway, call: Call, cand: Candidate, grant: Pass) -> Response:
@@ -200,13 +254,23 @@ async def _attempt(gw: Gateway, call: Call, cand: Candidate, grant: Pass) -> Res
             status, replica_ok = "aborted", None
         else:
             status, replica_ok = "error", None
-        usage = relay.usage or Usage(output=relay.chunks)  # cut short: what was seen
         ttft = relay.first - call.t0 if relay.first is not None else None
         timing = Timing(time.perf_counter() - call.t0, call.queue_s, ttft, relay.tpot)
         _settle(gw, cand, grant, replica_ok)
-        _record(gw, call, status, 200, usage, timing)
+        _record(gw, call, status, 200, _stream_usage(gw, call, relay, status == "ok"), timing)
 
-    return RelayResponse(resp, first, SseRelay(call.drop_usage), on_end)
+    return RelayResponse(resp, first, SseRelay(call.drop_usage), on_end, _headers(gw, call, cand))
+
+
+def _stream_usage(gw: Gateway, call: Call, relay: SseRelay, finished: bool) -> Usage:
+    """The engine's usage; without it, a finished stream's estimate (counted), or what a
+    stream cut short was seen to send."""
+    if relay.usage is not None:
+        return relay.usage
+    if not finished:
+        return Usage(output=relay.chunks)
+    gw.metrics.inc(gw.metrics.usage_estimated, call.service.name, call.city)
+    return estimate_usage(call.doc, relay.chunks)
 
 
 def _plain(
@@ -228,7 +292,9 @@ def _plain(
         else None
     )
     media = resp.headers.get("content-type") or "application/json"
-    return Response(content, status_code=status, headers=headers, media_type=media)
+    response = Response(content, status_code=status, headers=headers, media_type=media)
+    response.raw_headers.extend(_headers(gw, call, cand))
+    return response
 
 
 def _settle(gw: Gateway, cand: Candidate, grant: Pass, replica_ok: bool | None) -> None:
@@ -250,7 +316,11 @@ def _record(
     m.status(svc.name, city, http_status)
     m.finished(svc.name, city, timing)
     m.counted(svc.name, city, u.prompt, u.cached, u.output)
-    met = status == "ok" and meets_slo(timing, u.output, svc.ttft_ms, svc.tpot_ms, call.stream)
+    if call.last_resort:  # its round trip from the city breaks the SLO, whatever we saw
+        m.inc(m.slo_fallback, svc.name, city)
+        met = False
+    else:
+        met = status == "ok" and meets_slo(timing, u.output, svc.ttft_ms, svc.tpot_ms, call.stream)
     if gw.journal is not None:
         gw.journal.append(
             Outcome(call.key.id, svc.id, city, status, u.prompt, u.cached, u.output, met, gw.wall())

@@ -7,10 +7,12 @@ refused the request with a 4xx, or the client left mid-stream — tokens seen ar
 "rejected" (a 429 for back-pressure). Usage: ``requests`` counts what was sent upstream,
 ``errors`` the part that did not end "ok"; tokens are what the replica reported
 (``input_tokens`` are the prompt tokens that missed the prefix cache; a stream cut short
-bills the output chunks seen). Demand: ``requests`` counts every request routed for the
-service, including ``rejected`` (demand the plan did not meet); ``slo_total`` the "ok"
-and "error" ones, ``slo_met`` those that met the SLO. Requests refused for a key's own
-limits are not demand and are not here.
+bills the output chunks seen; a finished stream the engine reported no usage for, the
+gateway's estimate — :mod:`suanli.gateway.upstream`). Demand: ``requests`` counts every
+request routed for the service, including ``rejected`` (demand the plan did not meet);
+``slo_total`` the "ok" and "error" ones, ``slo_met`` those that met the SLO — never one
+a last-resort replica beyond the city's routes answered. Requests refused for a key's
+own limits are not demand and are not here.
 """
 
 from __future__ import annotations

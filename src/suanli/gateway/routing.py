@@ -10,7 +10,15 @@ TTFT SLO from that city (weight 0, the fallbacks). For one request:
    flight — go to the pool picked least often per unit of weight, which spreads
    sequential requests by the weights too (smooth weighted choice);
 3. within a pool, its usable replicas least loaded first (in flight ÷ max concurrency);
-4. then the fallback pools, nearest (lowest RTT) first.
+4. then the fallback pools, nearest (lowest RTT) first;
+5. last, the *last resorts*: the service's other pools (those of ``"*"`` — every pool
+   with replicas — that the city's routes do not list), whose network round trip breaks
+   the TTFT SLO from there. They are for failure only — when nothing the city's routes
+   list can be tried — so the caller queues for a full SLO-meeting replica rather than
+   spill onto them, and a request they serve never counts as meeting the SLO (the plan
+   knows the round trip from the city; the gateway cannot see the client's WAN). They
+   are ordered by their ``"*"`` route's RTT when known (the exchange writes 0 there: not
+   known), then least loaded first.
 
 A replica is usable unless its health is "unhealthy" or "starting" or ``excluded`` says so
 (its breaker is open, or this request already tried it). A service without any routes
@@ -37,6 +45,7 @@ class Candidate:
     replica: ReplicaEntry
     rtt_ms: float
     in_plan: bool
+    last_resort: bool = False  # outside the city's routes: breaks the SLO from there
 
     @property
     def rid(self) -> str:
@@ -59,7 +68,8 @@ def routes_for(service: ServiceEntry, city: str) -> list[CityRoute]:
 def candidates(
     service: ServiceEntry, city: str, load: Load, excluded: Callable[[str], bool]
 ) -> list[Candidate]:
-    """The replicas to try for one request from ``city``, in order."""
+    """The replicas to try for one request from ``city``, in order (the last resorts
+    at the end)."""
     by_pool: dict[str, list[ReplicaEntry]] = {}
     for r in service.replicas:
         if r.health not in _NOT_SERVING and not excluded(r.allocation_id):
@@ -80,7 +90,27 @@ def candidates(
         seen.add(rt.pool_id)
         in_plan = rt.in_plan and rt.weight > 0
         out.extend(Candidate(r, rt.rtt_ms, in_plan) for r in _sorted_by_load(pool, load))
+    if len(seen) < len(by_pool):
+        out.extend(_last_resorts(service, {rt.pool_id for rt in routes}, by_pool, load))
     return out
+
+
+def _last_resorts(
+    service: ServiceEntry, listed: set[str], by_pool: dict[str, list[ReplicaEntry]], load: Load
+) -> list[Candidate]:
+    """The usable replicas of the ``"*"`` pools (every pool with replicas) that the
+    city's routes do not list: nearest by that route's RTT (0: not known), then least
+    loaded."""
+    rtt = {
+        rt.pool_id: rt.rtt_ms
+        for rt in service.routes.get(ANY_CITY, ())
+        if rt.pool_id not in listed and rt.pool_id in by_pool
+    }
+    others = [r for pool in rtt for r in by_pool[pool]]
+    others.sort(
+        key=lambda r: (rtt[r.pool_id], load.in_flight.get(r.allocation_id, 0) / r.max_concurrency)
+    )
+    return [Candidate(r, rtt[r.pool_id], False, True) for r in others]
 
 
 def _plan_key(rt: CityRoute, pool: list[ReplicaEntry], load: Load) -> tuple[float, float, float]:

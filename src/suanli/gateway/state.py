@@ -15,9 +15,20 @@ from collections.abc import Callable
 from suanli.gateway.link import ExchangeLink
 from suanli.gateway.protocol import GatewayState, KeyEntry, ReplicaEntry, ServiceEntry
 
-__all__ = ["StateView", "follow_state"]
+__all__ = ["POOL_HEADER", "REPLICA_HEADER", "StateView", "follow_state", "replica_headers"]
 
 log = logging.getLogger("suanli.gateway")
+# on every answer that came from a replica (with ``x-suanli-city``: the demand city)
+REPLICA_HEADER = "x-suanli-replica"  # its allocation id
+POOL_HEADER = "x-suanli-pool"
+_REPLICA, _POOL = REPLICA_HEADER.encode(), POOL_HEADER.encode()
+
+Header = tuple[bytes, bytes]
+
+
+def replica_headers(r: ReplicaEntry) -> tuple[Header, Header]:
+    """The response headers naming replica ``r`` and its pool, as sent."""
+    return (_REPLICA, r.allocation_id.encode()), (_POOL, r.pool_id.encode())
 
 
 class StateView:
@@ -29,6 +40,8 @@ class StateView:
         self.replicas: dict[str, ReplicaEntry] = {
             r.allocation_id: r for s in state.services for r in s.replicas
         }
+        # encoded once per state, not per answer
+        self.headers = {rid: replica_headers(r) for rid, r in self.replicas.items()}
 
     def service_for(self, key: KeyEntry, model: str) -> ServiceEntry | None:
         """The key's service if ``model`` names it (its name, or its id)."""

@@ -10,6 +10,16 @@ Streams are relayed as they arrive (no buffering past the end of the current SSE
 the output chunks timestamped for TTFT/TPOT and the ``usage`` read from the final chunk;
 the gateway asks every replica for that chunk (``stream_options.include_usage``) and
 drops it from what the client sees unless the client asked for it too.
+
+Not every engine sends that chunk (llama-cpp-python's server ignores
+``stream_options.include_usage``). A stream that finished without one is metered from
+what the gateway saw (:func:`estimate_usage`): output tokens = the content chunks relayed
+(exact for engines that send one token per chunk, as llama.cpp and vLLM do), prompt
+tokens = ceil(characters of the prompt or of all message contents / 4) plus any prompt
+given as token ids — an estimate —, cached tokens 0; the gateway counts such streams in
+``suanli_gateway_usage_estimated_total``. Where the engine reports usage, its figures are
+used. A stream cut short (the replica failed, the client left) bills the output chunks
+seen and no prompt tokens.
 """
 
 from __future__ import annotations
@@ -17,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +46,7 @@ __all__ = [
     "StreamEnd",
     "UpstreamFailure",
     "Usage",
+    "estimate_usage",
     "open_upstream",
     "prefetch",
     "usage_from",
@@ -77,6 +89,36 @@ def usage_from(doc: Any) -> Usage | None:
 
 def _int(v: Any) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
+def estimate_usage(doc: Mapping[str, Any], output_chunks: int) -> Usage:
+    """The usage of a finished stream the engine reported none for: the output chunks
+    seen, and the prompt's tokens estimated at 4 characters each (token ids counted)."""
+    messages = doc.get("messages")
+    if isinstance(messages, list):
+        parts = [m.get("content") for m in messages if isinstance(m, dict)]
+        chars, ids = _text_size(parts)
+    else:
+        chars, ids = _text_size(doc.get("prompt"))
+    return Usage(prompt=math.ceil(chars / 4) + ids, output=output_chunks)
+
+
+def _text_size(v: Any, depth: int = 0) -> tuple[int, int]:
+    """(characters of text, token ids) in a prompt, message content, or a list of them
+    (content parts: their ``text``); no deeper than any of those nest."""
+    if isinstance(v, str):
+        return len(v), 0
+    if isinstance(v, int) and not isinstance(v, bool):
+        return 0, 1
+    if isinstance(v, dict):
+        return _text_size(v.get("text"), depth + 1)
+    chars = ids = 0
+    if isinstance(v, list) and depth < 3:
+        for item in v:
+            c, i = _text_size(item, depth + 1)
+            chars += c
+            ids += i
+    return chars, ids
 
 
 async def open_upstream(
@@ -222,9 +264,11 @@ class RelayResponse(Response):
         first: bytes,
         relay: SseRelay,
         on_end: Callable[[StreamEnd], None],
+        headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         self.status_code = upstream.status
         self.background = None
+        self._start_headers = [*_SSE_HEADERS, *headers]
         self._upstream = upstream
         self._first = first
         self._end = StreamEnd(relay)
@@ -235,7 +279,11 @@ class RelayResponse(Response):
         watch = asyncio.ensure_future(_disconnect(receive))
         try:
             await send(
-                {"type": "http.response.start", "status": self.status_code, "headers": _SSE_HEADERS}
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self._start_headers,
+                }
             )
             await send(_body(relay.feed(self._first), more=True))
             try:
