@@ -6,10 +6,11 @@ Lanzhou). Users speak to the edges with the official ``openai`` client.
 
 The market: one site near Shanghai (Suzhou), one in Gansu (Jiuquan, the cheaper), 8
 simulated L20s each (the GPUs are fakes: the replicas run on this machine's CPU).
-Llama-3.1-70B under TPOT 70 ms takes 4 L20s per replica and serves ≈ 2.7 requests/s by
-the performance model, with ≈ 52 ms of server-side TTFT. The TTFT SLO leaves ≈ 31 ms for
-the network: Shanghai → Suzhou (≈ 3 ms) fits, Shanghai → Jiuquan (≈ 36 ms) does not;
-from Lanzhou both fit (≈ 11 and ≈ 26 ms). Checked against the exchange's own routes.
+Llama-3.1-70B under TPOT 70 ms takes 4 L20s per replica and serves ≈ 1.8 requests/s of
+51 prompt and 16 output tokens by the performance model, with ≈ 66 ms of server-side
+TTFT. The TTFT SLO leaves 31 ms for the network: Shanghai → Suzhou (≈ 3 ms) fits,
+Shanghai → Jiuquan (≈ 36 ms) does not; from Lanzhou both fit (≈ 11 and ≈ 27 ms).
+Checked against the exchange's own routes.
 
 What must hold: Shanghai's requests land on the near replica, Lanzhou's on either; the
 tokens billed per key are the tokens the engine reported; more load → more measured
@@ -47,7 +48,11 @@ pytestmark = [
     pytest.mark.requires("llama"),  # the engine behind the replicas
 ]
 
-MODEL, GPU, PROMPT, OUTPUT, TPOT_MS = "Llama-3.1-70B", "L20", 40.0, 16.0, 70.0
+MODEL, GPU, OUTPUT, TPOT_MS = "Llama-3.1-70B", "L20", 16.0, 70.0
+# Every request asks the same: 51 prompt tokens for the tiny model's vocabulary and chat
+# template, as declared, so the measured token mix (and the TTFT the market expects from
+# it: prefill grows with the prompt) stays what the SLO below was set against.
+TEXT, PROMPT = "tell me about the weather in shanghai today", 51.0
 NETWORK_BUDGET_MS = 31.0  # of the TTFT SLO, beyond the server's TTFT
 MAX_TOKENS = 16  # the tiny model always runs to max_tokens: output = 16, as declared
 NEAR = {"id": "suzhou-dc", "name": "Suzhou DC", "province": "Jiangsu", "city": "Suzhou"}
@@ -81,7 +86,8 @@ def _service_spec(ttft_ms: float) -> dict[str, Any]:
         "kind": "service",
         "name": "chat",
         "model": MODEL,
-        "demand_rps": {"Shanghai": 1.0, "Lanzhou": 0.5},
+        # Lanzhou's declared demand needs a replica of its own (cheaper in Gansu).
+        "demand_rps": {"Shanghai": 2.0, "Lanzhou": 2.5},
         "tokens": {"prompt": PROMPT, "output": OUTPUT},
         "slo": {"ttft_ms": ttft_ms, "tpot_ms": TPOT_MS},
         "bid_cny_per_m_input_tokens": 20,
@@ -132,7 +138,7 @@ class Edge:
         return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, timeout=30)
 
 
-def chat(client: openai.OpenAI, text: str = "the world is") -> tuple[str, Any]:
+def chat(client: openai.OpenAI, text: str = TEXT) -> tuple[str, Any]:
     """One chat completion: (the pool that served it, its usage)."""
     raw = client.chat.completions.with_raw_response.create(
         model="chat",
@@ -163,17 +169,20 @@ def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def _load(client: openai.OpenAI, threads: int) -> Iterator[list[int]]:
     """Requests in a loop from ``threads`` threads until the block ends; yields the
-    counts [served, failed]."""
+    counts [served, turned away with 429 (back-pressure: every replica's batch is full
+    for longer than the TTFT SLO allows to wait), failed otherwise]."""
     stop = threading.Event()
-    counts = [0, 0]
+    counts = [0, 0, 0]
 
     def run() -> None:
         while not stop.is_set():
             try:
-                chat(client, "tell me about the weather in shanghai today")
+                chat(client)
                 counts[0] += 1
-            except (openai.APIError, AssertionError):
+            except openai.RateLimitError:
                 counts[1] += 1
+            except (openai.APIError, AssertionError):
+                counts[2] += 1
 
     workers = [threading.Thread(target=run, daemon=True) for _ in range(threads)]
     for w in workers:
@@ -193,8 +202,9 @@ def test_inference_routed_by_city_metered_scaled_and_failed_over(
     ttft_ms = _ttft_slo_ms()
     seller_token = ex.tenant("dc", "seller")
     buyer_token = ex.tenant("lab", "buyer", fund_cny=10_000)
-    seller = Client(ex.url, seller_token, retries=2)
-    buyer = Client(ex.url, buyer_token, retries=2)
+    closing = contextlib.ExitStack()
+    seller = closing.enter_context(Client(ex.url, seller_token, retries=2))
+    buyer = closing.enter_context(Client(ex.url, buyer_token, retries=2))
     seller.create_site(**NEAR, **NEAR_AT)
     seller.create_site(**WEST, **WEST_AT)
     inventory = ex.tmp / "inventory.yaml"
@@ -202,11 +212,16 @@ def test_inference_routed_by_city_metered_scaled_and_failed_over(
     near = ex.agent(seller_token, "local", NEAR["id"], None, 3.0, "--inventory", str(inventory))
     ex.agent(seller_token, "local", WEST["id"], None, 2.0, "--inventory", str(inventory))
 
+    wait_until(
+        lambda: {NEAR_POOL, WEST_POOL} <= {p["id"] for p in seller.request("GET", "/v1/pools")},
+        60,
+        "both sites' pools to register",
+    )
     svc = buyer.submit_service(_service_spec(ttft_ms))
     wait_until(
-        lambda: _healthy(ex) == [WEST_POOL, NEAR_POOL] or _healthy(ex) == [NEAR_POOL, WEST_POOL],
-        180,
-        f"a healthy replica on each site:\n{ex.agent_log(NEAR['id'])}",
+        lambda: {NEAR_POOL, WEST_POOL} <= set(_healthy(ex)),
+        120,
+        f"a healthy replica on each site: {_state(ex)['replicas']}\n{ex.agent_log(NEAR['id'])}",
     )
     routes = _state(ex)["routes"]
     assert [r["pool_id"] for r in routes["Shanghai"]] == [NEAR_POOL], routes["Shanghai"]
@@ -220,19 +235,19 @@ def test_inference_routed_by_city_metered_scaled_and_failed_over(
         wait_until(lambda: shanghai.ready() and lanzhou.ready(), 60, "both edges to be ready")
         key_sh = buyer.create_key(svc["id"], "shanghai-app")
         key_lz = buyer.create_key(svc["id"], "lanzhou-app")
-        sh, lz = shanghai.client(key_sh["key"]), lanzhou.client(key_lz["key"])
+        sh = closing.enter_context(shanghai.client(key_sh["key"]))
+        lz = closing.enter_context(lanzhou.client(key_lz["key"]))
         _known = (openai.AuthenticationError, openai.NotFoundError)
         wait_until(lambda: _answers(sh, _known) and _answers(lz, _known), 10, "keys at the edges")
 
         # Routing: Shanghai → the near replica only; Lanzhou → either; metered exactly.
         billed: dict[str, list[int]] = {key_sh["id"]: [0, 0], key_lz["id"]: [0, 0]}
         for client, key, allowed in ((sh, key_sh, {NEAR_POOL}), (lz, key_lz, None)):
-            for i in range(6):
-                pool, usage = chat(client, f"the world is {i}")
+            for _ in range(6):
+                pool, usage = chat(client)
                 assert allowed is None or pool in allowed, pool
                 billed[key["id"]][0] += usage.prompt_tokens
                 billed[key["id"]][1] += usage.completion_tokens
-        _stream_works(sh)
 
         def metered() -> bool:
             rows = {r["key_id"]: r for r in buyer.token_usage(group_by="key")}
@@ -248,20 +263,22 @@ def test_inference_routed_by_city_metered_scaled_and_failed_over(
             wait_until(
                 lambda: _healthy(ex).count(NEAR_POOL) == 2,
                 120,
-                f"a second near replica (served {counts[0]}, failed {counts[1]}); "
+                f"a second near replica (served {counts[0]}, 429 {counts[1]}, failed "
+                f"{counts[2]}); "
                 f"plan {buyer.service(svc['id']).get('planned_demand_rps')}",
             )
-        assert counts[1] == 0, f"{counts[1]} requests failed under load"
+        assert counts[2] == 0, f"{counts[2]} requests failed under load"
 
         # The near site dies: Shanghai fails over to Gansu, outside its TTFT SLO.
         _kill_tree(near)
-        served_by = [chat(sh, f"after the fire {i}")[0] for i in range(8)]
+        served_by = [chat(sh)[0] for _ in range(8)]
         assert served_by[-1] == WEST_POOL, served_by
         traffic = _city(buyer, svc["id"], "Shanghai")
         wait_until(
             lambda: (_city(buyer, svc["id"], "Shanghai")["slo_attainment"] or 1.0) < 1.0,
             20,
-            f"Shanghai's SLO attainment to drop (was {traffic})",
+            f"Shanghai's SLO attainment to drop (was {traffic}; served by {served_by}; "
+            f"edge metrics {_fallbacks(shanghai)}; routes {_state(ex)['routes'].get('Shanghai')})",
         )
         status = json.loads(
             subprocess.run(
@@ -273,12 +290,22 @@ def test_inference_routed_by_city_metered_scaled_and_failed_over(
         )
         assert "Shanghai" in json.dumps(status)
 
+        # Streaming (last: the engine reports no usage in streams, the gateway estimates
+        # the prompt, which would skew the measured mix the SLO was set against).
+        _stream_works(lz)
+
         # Revocation reaches the edges at once.
         buyer.revoke_key(key_sh["id"])
         wait_until(lambda: _refused(sh), 2, "the revoked key to be refused at the edge")
     finally:
         for edge in (shanghai, lanzhou):
             stop_process(edge.proc)
+        closing.close()
+
+
+def _fallbacks(edge: Edge) -> list[str]:
+    text = httpx.get(f"{edge.url}/metrics", timeout=5).text
+    return [line for line in text.splitlines() if "fallback" in line or "requests_total" in line]
 
 
 def _answers(client: openai.OpenAI, not_yet: tuple[type[Exception], ...]) -> bool:
@@ -300,11 +327,12 @@ def _refused(client: openai.OpenAI) -> bool:
 def _stream_works(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="chat",
-        messages=[{"role": "user", "content": "the world is"}],
+        messages=[{"role": "user", "content": TEXT}],
         max_tokens=8,
         stream=True,
     )
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    stream.close()
     assert len([p for p in pieces if p]) == 8
 
 

@@ -56,6 +56,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+import suanli
 from suanli.agent.backend import BackendError, Feature, Limitation
 
 __all__ = [
@@ -359,11 +360,15 @@ def _parents(path: Path) -> list[str]:
 
 
 def _python_paths() -> list[Path]:
-    """The agent's own Python (installation and virtual environment): code, no secrets,
-    so that work can run ``python`` where the host has no other."""
+    """The agent's own Python (installation and virtual environment) and the ``suanli``
+    package itself (outside them when installed in editable mode): code, no secrets, so
+    that work can run ``python`` — and the engines shipped with suanli, e.g. ``python -m
+    suanli.engines.standin`` — where the host has no other."""
     seen: list[Path] = []
-    for p in (Path(sys.base_prefix), Path(sys.prefix)):
-        if not any(str(p).startswith(s) for s in SYSTEM_PATHS) and p not in seen:
+    package = Path(suanli.__file__).resolve().parent
+    for p in (Path(sys.base_prefix), Path(sys.prefix), package):
+        system = any(str(p).startswith(s) for s in SYSTEM_PATHS)
+        if not system and not any(p.is_relative_to(q) for q in seen):
             seen.append(p)
     return seen
 

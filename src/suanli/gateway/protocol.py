@@ -74,7 +74,9 @@ class ServiceEntry(_Model):
     server_ttft_ms: float = 0.0  # what the perf model expects server-side, for fallbacks
     replicas: list[ReplicaEntry] = Field(default_factory=list)
     # demand city → routes: the round's routes first (by weight), then pools that still
-    # meet the TTFT SLO from that city (weight 0); cities without an entry use "*".
+    # meet the TTFT SLO from that city (weight 0); an empty list: none does (a gateway
+    # then answers from another replica as a last resort, judged as missing the SLO);
+    # cities without an entry use "*".
     routes: dict[str, list[CityRoute]] = Field(default_factory=dict)
 
 

@@ -62,7 +62,11 @@ class Load:
 
 
 def routes_for(service: ServiceEntry, city: str) -> list[CityRoute]:
-    return service.routes.get(city) or service.routes.get(ANY_CITY) or []
+    """The city's routes; ``"*"``'s for a city the state does not name. A city named with
+    no routes has none: nothing meets its SLO (its requests go to last resorts)."""
+    if city in service.routes:
+        return service.routes[city]
+    return service.routes.get(ANY_CITY) or []
 
 
 def candidates(

@@ -322,8 +322,11 @@ def _city_routes(
     server_ttft: Mapping[str, float],
 ) -> dict[str, list[CityRoute]]:
     """Demand city → routes: the round's (heaviest first), then the other pools with
-    replicas that meet the TTFT SLO from there (nearest first); ``"*"``: every pool."""
+    replicas that meet the TTFT SLO from there (nearest first) — every catalogue city,
+    with an empty list where none does; ``"*"``: every pool."""
     site_of = {r.alloc.pool_id: r.site.id for r in replicas}
+    if not site_of:
+        return {}
     planned: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)
     for r in routes:
         if r.pool_id in site_of:
@@ -346,8 +349,8 @@ def _city_routes(
             for t, pool in fallback
             if t + server_ttft.get(pool, math.inf) <= svc.ttft_ms
         ]
-        if first or rest:
-            out[city] = first + rest
+        out[city] = first + rest  # empty: nothing meets the SLO there (gateways then
+        # answer from another replica as a last resort, counted as missing the SLO)
     total: dict[str, float] = defaultdict(float)
     for plan in planned.values():
         for pool, (w, _) in plan.items():
