@@ -17,7 +17,8 @@ Variables (besides the work's own ``env``)::
 
     SUANLI_WORK_ID, SUANLI_ATTEMPT, SUANLI_BACKEND, SUANLI_GPUS (count given),
     SUANLI_CHECKPOINT_DIR, SUANLI_RESUME (restart | checkpoint),
-    SUANLI_CHECKPOINT_EVERY_S (when the work promised an interval), SUANLI_STOP_GRACE_S
+    SUANLI_CHECKPOINT_EVERY_S (when the work promised an interval), SUANLI_PYTHON (the
+    agent's interpreter, e.g. for ``$SUANLI_PYTHON -m suanli.engines.standin``), SUANLI_STOP_GRACE_S
 
 The agent's own environment is not passed on (it may hold the agent's credentials); only the
 names in ``PASSED_ENV`` are, so jobs still find their tools.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +96,9 @@ def suanli_env(work: WorkSpec, backend: str, checkpoint_dir: Path) -> dict[str, 
         "SUANLI_CHECKPOINT_DIR": str(checkpoint_dir),
         "SUANLI_RESUME": work.resume.mode.value,
         "SUANLI_STOP_GRACE_S": f"{work.resume.stop_grace_s:g}",
+        # The agent's own interpreter (shown read-only in the sandbox), so that a command
+        # can run Python and the engines that ship with suanli where the host has none.
+        "SUANLI_PYTHON": sys.executable,
     }
     if work.resume.checkpoint_every_s is not None:
         env["SUANLI_CHECKPOINT_EVERY_S"] = f"{work.resume.checkpoint_every_s:g}"
