@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from suanli.domain import PoolId
+from suanli.market.decision import Payment, ReplicaPlacement, Route, ServiceOutcome
 from suanli.market.demand_estimate import EstimatorParams, Observation
 from suanli.market.snapshot import BuyerId, InferenceService, ServiceId
 from suanli.sim.demand import build_workload
 from suanli.sim.metrics import RoundRow
 from suanli.sim.scenario import Scenario
-from suanli.sim.serving import Planner
+from suanli.sim.serving import Planner, serve
 from suanli.sim.simulate import SimResult, simulate
 from suanli.sim.world import build_world
 
@@ -153,3 +155,30 @@ def test_the_estimator_in_the_sim_is_deterministic(tiny: Scenario, step: SimResu
     assert [r.planned_rps for r in again.results["exchange"].rows] == [
         r.planned_rps for r in step.results["exchange"].rows
     ]
+
+
+def test_replicas_serve_the_true_demand_up_to_their_capacity() -> None:
+    # Shanghai was planned at 12 req/s, routed 8 to pool a and 4 to pool b; Hangzhou was
+    # left out. Pool a holds 10 req/s of replicas, pool b 5.
+    out = ServiceOutcome(
+        service_id="chat",
+        buyer="acme",
+        replicas=(
+            ReplicaPlacement("chat", PoolId("a"), 2, 1, 5.0),
+            ReplicaPlacement("chat", PoolId("b"), 1, 1, 5.0),
+        ),
+        routes=(
+            Route("chat", "Shanghai", PoolId("a"), 8.0, 10.0, 500.0),
+            Route("chat", "Shanghai", PoolId("b"), 4.0, 30.0, 1990.0),
+        ),
+        demand_rps=12.0,
+        served_rps=12.0,
+        payment=Payment(0, 0, 0, 0),
+    )
+    # 9 req/s come: 6 to a, 3 to b (the routes' shares); all served, b's late for a 2 s SLO.
+    got = serve(out, {"Shanghai": 9.0, "Hangzhou": 3.0}, 2000.0)
+    assert got.routes == [("a", pytest.approx(6.0), True), ("b", pytest.approx(3.0), False)]
+    assert got.capacity == {"a": 10.0, "b": 5.0}
+    # 18 req/s come: 12 to a (10 served), 6 to b (5 served); Hangzhou is never served.
+    got = serve(out, {"Shanghai": 18.0, "Hangzhou": 3.0}, 2000.0)
+    assert [x for _, x, _ in got.routes] == [pytest.approx(10.0), pytest.approx(5.0)]

@@ -183,7 +183,7 @@ class PolicyRun:
         m.skipped_placements += len(decision.jobs) - placed + replicas - kept
         m.cur_demand_rps = sum(sum(d.values()) for d in true.values())
         m.cur_planned_rps = sum(sum(d.values()) for d in planned.values())
-        m.routes, m.capacity = self._serve(decision, planned, true)
+        m.routes, m.capacity = self._serve(decision, true)
         self._drain()
         self._refresh_free()
         prices: dict[str, float] = {pp.pool_id: pp.price_cny_per_gpu_hour for pp in decision.prices}
@@ -209,10 +209,7 @@ class PolicyRun:
         return planned, true
 
     def _serve(
-        self,
-        decision: Decision,
-        planned: dict[str, dict[str, float]],
-        true: dict[str, dict[str, float]],
+        self, decision: Decision, true: dict[str, dict[str, float]]
     ) -> tuple[list[tuple[int, float, bool, float]], list[tuple[int, float]]]:
         """Each route's pool, requests/s served of the true demand, whether RTT + server
         TTFT meets the SLO, and the buyer's value per request/s-hour; and the replicas'
@@ -221,7 +218,7 @@ class PolicyRun:
         capacity: list[tuple[int, float]] = []
         for s in decision.services:
             ttft_ms, value = self._service_terms[s.service_id]
-            got = serve(s, planned[s.service_id], true[s.service_id], ttft_ms)
+            got = serve(s, true[s.service_id], ttft_ms)
             routes += [(self._index[p], x, ok, value) for p, x, ok in got.routes if x > 0]
             capacity += [(self._index[p], c) for p, c in got.capacity.items()]
         return routes, capacity

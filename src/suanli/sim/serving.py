@@ -5,11 +5,12 @@ The market plans each round for the demand estimator's output, as the live excha
 estimate, the plan follows it with headroom and scales down only after the hysteresis
 time, and a city not measured yet is planned at the owner's declared demand.
 
-The requests that actually come are the true rate. The gateways send a city's requests
-to the pools in the shares the plan routed them (a city the plan left out is not
-served); a pool's replicas serve what is sent up to their capacity (replicas × requests/s
-each), so spare replica capacity absorbs demand above the plan and demand beyond it
-is turned away. Under-planning shows as unserved demand, over-planning as idle replicas.
+The requests that actually come are the true rate. The gateways send all of a city's
+requests to the pools the plan routed that city to, in the shares of its routes (a city
+the plan left out is not served); a pool's replicas serve what is sent up to their
+capacity (replicas × requests/s each), so spare replica capacity absorbs demand above
+the plan and demand beyond it is turned away. Under-planning shows as unserved demand,
+over-planning as idle replicas.
 """
 
 from __future__ import annotations
@@ -69,24 +70,21 @@ class Serving:
     capacity: dict[str, float]
 
 
-def serve(
-    outcome: ServiceOutcome,
-    planned: Mapping[str, float],
-    true: Mapping[str, float],
-    ttft_slo_ms: float,
-) -> Serving:
-    """What ``outcome``'s replicas serve when ``true`` requests/s come instead of the
-    ``planned`` ones the routes were made for."""
+def serve(outcome: ServiceOutcome, true: Mapping[str, float], ttft_slo_ms: float) -> Serving:
+    """What ``outcome``'s replicas serve when ``true`` requests/s come per city instead
+    of the planned ones its routes were made for."""
     capacity: dict[str, float] = defaultdict(float)
     for r in outcome.replicas:
         capacity[r.pool_id] += r.replicas * r.capacity_rps_per_replica
+    routed: dict[str, float] = defaultdict(float)
+    for route in outcome.routes:
+        routed[route.city] += max(route.rps, 0.0)
     sent: list[tuple[str, float, bool]] = []
     offered: dict[str, float] = defaultdict(float)
     for route in outcome.routes:
-        plan = planned.get(route.city, 0.0)
-        if route.rps <= 0 or plan <= 0:
+        if route.rps <= 0:
             continue
-        x = route.rps * true.get(route.city, 0.0) / plan
+        x = true.get(route.city, 0.0) * route.rps / routed[route.city]
         ok = route.rtt_ms + route.ttft_ms <= ttft_slo_ms + 1e-9
         sent.append((route.pool_id, x, ok))
         offered[route.pool_id] += x
