@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,7 @@ def test_suanli_variables(tmp_path: Path) -> None:
         "SUANLI_RESUME": "checkpoint",
         "SUANLI_CHECKPOINT_EVERY_S": "600",
         "SUANLI_STOP_GRACE_S": "30",
+        "SUANLI_PYTHON": sys.executable,
     }
     # Restart-only work promises no interval, so none is set.
     assert "SUANLI_CHECKPOINT_EVERY_S" not in suanli_env(
