@@ -5,14 +5,14 @@ Processes, all on 127.0.0.1:
 
 - the upstream: the protocol-level **stand-in** (:mod:`suanli.engines.standin`, not an
   inference engine: made-up tokens after a fixed TTFT and TPOT, exact usage);
-- a **stub exchange** (this module, ``exchange``): serves one static gateway state (the
-  stand-in as the one replica of one service, one key) on the real long-poll path, and
-  acknowledges usage reports, counting what they carry;
+- a **stub exchange** (:mod:`suanli.bench._stub_exchange`): serves one static gateway
+  state (the stand-in as the one replica of one service, one key) on the real long-poll
+  path, and acknowledges usage reports, counting what they carry;
 - the gateway: a real ``suanli gateway`` process fed by that stub;
-- the load generator (this module, ``load``): its own process, open loop (requests leave
-  on a fixed schedule whatever the answers do, so a slow target cannot slow the offered
-  load), raw asyncio HTTP/1.1 with keep-alive — cheap enough to leave the CPU to the
-  things measured.
+- the load generator (:mod:`suanli.bench._loadgen`): its own process, open loop (requests
+  leave on a fixed schedule whatever the answers do, so a slow target cannot slow the
+  offered load), raw asyncio HTTP/1.1 with keep-alive — cheap enough to leave the CPU to
+  the things measured.
 
 For each rate and mode (streaming or not) the generator runs against the stand-in directly,
 then through the gateway; the table shows both and the difference (p50, p99 of time to the
@@ -22,6 +22,9 @@ are skipped. The metering lag (request end → usage acknowledged by the exchang
 from the gateway's own histogram, and the usage the stub recorded is checked against the
 requests the gateway answered.
 
+This module holds the driver (starting the processes, the rates, the rows and notes). Its
+``load`` and ``exchange`` subcommands hand over to the two helper modules:
+
     python -m suanli.bench.gateway load --url U --rate R --seconds S [--stream] --key K
     python -m suanli.bench.gateway exchange --port P --state FILE --token T
 """
@@ -29,9 +32,6 @@ requests the gateway answered.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import json
 import math
 import os
 import subprocess
@@ -40,21 +40,18 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
+from suanli.bench._loadgen import main as _load_main
+from suanli.bench._loadgen import run_load
 from suanli.bench._loopback import SUANLI, clean_env, free_port, stop_process, wait_for
+from suanli.bench._stub_exchange import CITY, KEY, TOKEN, state_json, stub_totals
+from suanli.bench._stub_exchange import main as _exchange_main
 
 __all__ = ["GatewayBenchSettings", "run_gateway_bench"]
-
-KEY = "sk-bench-gateway-key"
-TOKEN = "sl_bench_operator_token_0123456789"
-SERVICE = "bench-svc"
-CITY = "Shanghai"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,222 +62,6 @@ class GatewayBenchSettings:
     ttft_ms: float = 5.0  # the stand-in's
     tpot_ms: float = 1.0
     modes: tuple[str, ...] = ("plain", "stream")
-
-
-# ----- the load generator (its own process) -----------------------------------------------
-
-
-def _request_bytes(url: str, key: str | None, stream: bool, tokens: int) -> bytes:
-    parts = urlsplit(url)
-    body = json.dumps(
-        {
-            "model": SERVICE,
-            "messages": [{"role": "user", "content": "measure the gateway please"}],
-            "max_tokens": tokens,
-            "stream": stream,
-        }
-    ).encode()
-    head = [
-        f"POST {parts.path or '/'} HTTP/1.1",
-        f"Host: {parts.netloc}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-    ]
-    if key:
-        head.append(f"Authorization: Bearer {key}")
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, float, bool]:
-    """Status, when the first body byte came (perf_counter), keep-alive."""
-    status = int((await reader.readline()).split()[1])
-    headers: dict[bytes, bytes] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b""):
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip().lower()
-    first = 0.0
-    if b"content-length" in headers:
-        await reader.readexactly(int(headers[b"content-length"]))
-        first = time.perf_counter()
-    else:  # chunked
-        while size := int((await reader.readline()).split(b";")[0], 16):
-            await reader.readexactly(size + 2)
-            first = first or time.perf_counter()
-        await reader.readline()
-    return status, first or time.perf_counter(), headers.get(b"connection") != b"close"
-
-
-async def _open_loop(url: str, payload: bytes, rate: float, seconds: float) -> dict[str, Any]:
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    firsts: list[float] = []
-    totals: list[float] = []
-    statuses: dict[str, int] = {}
-
-    async def one(at: float) -> None:
-        conn = idle.pop() if idle else await asyncio.open_connection(host, port)
-        try:
-            conn[1].write(payload)
-            status, first, keep = await asyncio.wait_for(_read_answer(conn[0]), 60)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError):
-            statuses["failed"] = statuses.get("failed", 0) + 1
-            conn[1].close()
-            return
-        end = time.perf_counter()
-        statuses[str(status)] = statuses.get(str(status), 0) + 1
-        if status == 200:
-            firsts.append(first - at)
-            totals.append(end - at)
-        if keep:
-            idle.append(conn)
-        else:
-            conn[1].close()
-
-    n = max(1, int(rate * seconds))
-    tasks = []
-    start = time.perf_counter()
-    for i in range(n):
-        at = start + i / rate
-        delay = at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(at)))
-    await asyncio.gather(*tasks)
-    wall = time.perf_counter() - start
-    for _, w in idle:
-        w.close()
-    return {
-        "sent": n,
-        "ok": len(totals),
-        "statuses": statuses,
-        "achieved_rps": round(len(totals) / wall, 1) if wall > 0 else 0.0,
-        "first_ms": _summary(firsts),
-        "total_ms": _summary(totals),
-    }
-
-
-def _summary(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p90": None, "p99": None}
-    s = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(s[min(len(s) - 1, int(q * len(s)))] * 1000.0, 3)
-
-    return {"p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99)}
-
-
-def _load_main(args: argparse.Namespace) -> None:
-    payload = _request_bytes(args.url, args.key, args.stream, args.tokens)
-    runner: Any = asyncio.run
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        runner = uvloop.run
-    result = runner(_open_loop(args.url, payload, args.rate, args.seconds))
-    sys.stdout.write(json.dumps(result) + "\n")
-
-
-# ----- the stub exchange (its own process) ------------------------------------------------
-
-
-def _state_json(upstream: str) -> str:
-    from suanli.gateway.keys import digest
-    from suanli.gateway.protocol import (
-        CityRoute,
-        GatewayState,
-        KeyEntry,
-        ReplicaEntry,
-        ServiceEntry,
-    )
-
-    svc = ServiceEntry(
-        id="svc-bench",
-        name=SERVICE,
-        tenant_id="t-bench",
-        model="standin",
-        ttft_ms=500.0,
-        tpot_ms=50.0,
-        replicas=[
-            ReplicaEntry(
-                allocation_id="a-bench",
-                pool_id="p-bench",
-                endpoint=upstream,
-                health="healthy",
-                max_concurrency=4096,
-            )
-        ],
-        routes={CITY: [CityRoute(pool_id="p-bench", weight=1000.0, rtt_ms=1.0, in_plan=True)]},
-    )
-    key = KeyEntry(id="k-bench", digest=digest(KEY), service_id=svc.id)
-    state = GatewayState(etag="bench-1", generated_at=datetime.now(UTC), services=[svc], keys=[key])
-    return state.model_dump_json()
-
-
-def _exchange_app(state_json: str, token: str) -> Any:
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
-
-    from suanli.gateway.protocol import GatewayReport, ReportAck
-
-    etag = json.loads(state_json)["etag"]
-    seen: set[str] = set()
-    totals = {"batches": 0, "duplicates": 0, "requests": 0, "output_tokens": 0}
-
-    def authorized(request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {token}"
-
-    async def state(request: Request) -> Response:
-        if not authorized(request):
-            return JSONResponse({"detail": "operator token required"}, status_code=401)
-        if request.query_params.get("etag") == etag:  # static: nothing will change
-            await asyncio.sleep(min(30.0, float(request.query_params.get("wait_s", "0"))))
-        return Response(state_json, media_type="application/json")
-
-    async def reports(request: Request) -> Response:
-        if not authorized(request):
-            return JSONResponse({"detail": "operator token required"}, status_code=401)
-        report = GatewayReport.model_validate_json(await request.body())
-        duplicate = report.batch_id in seen
-        if duplicate:
-            totals["duplicates"] += 1
-        else:
-            seen.add(report.batch_id)
-            totals["batches"] += 1
-            totals["requests"] += sum(u.requests - u.errors for u in report.usage)
-            totals["output_tokens"] += sum(u.output_tokens for u in report.usage)
-        ack = ReportAck(batch_id=report.batch_id, duplicate=duplicate)
-        return Response(ack.model_dump_json(), media_type="application/json")
-
-    async def stub_totals(request: Request) -> Response:
-        return JSONResponse(totals)
-
-    return Starlette(
-        routes=[
-            Route("/v1/gateway/state", state),
-            Route("/v1/gateway/reports", reports, methods=["POST"]),
-            Route("/stub/totals", stub_totals),
-            Route("/healthz", lambda r: JSONResponse({"status": "ok"})),
-        ]
-    )
-
-
-def _exchange_main(args: argparse.Namespace) -> None:
-    import uvicorn
-
-    app = _exchange_app(Path(args.state).read_text(encoding="utf-8"), args.token)
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        ws="none",
-        timeout_graceful_shutdown=1,
-    )
 
 
 # ----- orchestration ----------------------------------------------------------------------
@@ -335,13 +116,12 @@ def _start(tmp: Path, s: GatewayBenchSettings) -> _Procs:
         procs.append(_spawn(argv, tmp / "standin.log"))
         _wait_http(upstream + "/health", procs[-1], tmp / "standin.log", "the stand-in")
         state_file = tmp / "state.json"
-        state_file.write_text(_state_json(upstream), encoding="utf-8")
+        state_file.write_text(state_json(upstream), encoding="utf-8")
         exchange = f"http://127.0.0.1:{ex_port}"
         argv = [
             sys.executable,
             "-m",
-            "suanli.bench.gateway",
-            "exchange",
+            "suanli.bench._stub_exchange",
             "--port",
             str(ex_port),
             "--state",
@@ -377,36 +157,6 @@ def _start(tmp: Path, s: GatewayBenchSettings) -> _Procs:
         for p in reversed(procs):
             stop_process(p)
         raise
-
-
-def _load(
-    url: str, rate: float, seconds: float, stream: bool, tokens: int, key: str | None
-) -> dict[str, Any]:
-    argv = [
-        sys.executable,
-        "-m",
-        "suanli.bench.gateway",
-        "load",
-        "--url",
-        url,
-        "--rate",
-        f"{rate:g}",
-        "--seconds",
-        f"{seconds:g}",
-        "--tokens",
-        str(tokens),
-    ]
-    if stream:
-        argv.append("--stream")
-    if key:
-        argv += ["--key", key]
-    out = subprocess.run(
-        argv, capture_output=True, env=clean_env(), timeout=seconds + 120, check=False
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"the load generator failed:\n{out.stderr.decode()[-2000:]}")
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
 
 
 def _cpu_s(pid: int) -> float:
@@ -494,9 +244,11 @@ def _measure_mode(p: _Procs, s: GatewayBenchSettings, mode: str) -> list[dict[st
     stream = mode == "stream"
     rows = []
     for rate in s.rates:
-        direct = _load(p.upstream + "/v1/chat/completions", rate, s.seconds, stream, s.tokens, None)
+        direct = run_load(
+            p.upstream + "/v1/chat/completions", rate, s.seconds, stream, s.tokens, None
+        )
         lag_before, cpu_before = _lag_buckets(p.gateway), _cpu_s(p.gateway_pid)
-        via = _load(p.gateway + "/v1/chat/completions", rate, s.seconds, stream, s.tokens, KEY)
+        via = run_load(p.gateway + "/v1/chat/completions", rate, s.seconds, stream, s.tokens, KEY)
         cpu = _cpu_s(p.gateway_pid) - cpu_before
         time.sleep(2.5)  # the last requests' usage acknowledged (report interval 1 s)
         lag_after = _lag_buckets(p.gateway)
@@ -519,9 +271,9 @@ def run_gateway_bench(settings: GatewayBenchSettings | None = None) -> dict[str,
         p = _start(Path(tmp_name), s)
         try:
             for target, key in ((p.upstream, None), (p.gateway, KEY)):  # warm both paths up
-                _load(target + "/v1/chat/completions", 50.0, 1.0, False, s.tokens, key)
+                run_load(target + "/v1/chat/completions", 50.0, 1.0, False, s.tokens, key)
             time.sleep(2.5)  # the warm-up's usage acknowledged before counting starts
-            ok_before = _stub_totals(p.exchange)["requests"]
+            ok_before = stub_totals(p.exchange)["requests"]
             rows: list[dict[str, Any]] = []
             answered = 0
             for mode in s.modes:
@@ -529,7 +281,7 @@ def run_gateway_bench(settings: GatewayBenchSettings | None = None) -> dict[str,
                     answered += row["statuses"].get("200", 0)
                     rows.append(row)
             time.sleep(2.5)
-            stub = _stub_totals(p.exchange)
+            stub = stub_totals(p.exchange)
         finally:
             for proc in reversed(p.procs):
                 stop_process(proc)
@@ -564,30 +316,17 @@ def run_gateway_bench(settings: GatewayBenchSettings | None = None) -> dict[str,
     }
 
 
-def _stub_totals(exchange: str) -> dict[str, int]:
-    data: dict[str, int] = httpx.get(exchange + "/stub/totals", timeout=5.0, trust_env=False).json()
-    return data
-
-
 def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m suanli.bench.gateway load|exchange ...``: run the load generator or the
+    stub exchange (the same as ``python -m suanli.bench._loadgen`` / ``._stub_exchange``)."""
     parser = argparse.ArgumentParser(prog="python -m suanli.bench.gateway")
-    sub = parser.add_subparsers(dest="what", required=True)
-    load = sub.add_parser("load", help="open-loop load against one URL; prints JSON")
-    load.add_argument("--url", required=True)
-    load.add_argument("--rate", type=float, required=True)
-    load.add_argument("--seconds", type=float, default=5.0)
-    load.add_argument("--tokens", type=int, default=16)
-    load.add_argument("--stream", action="store_true")
-    load.add_argument("--key")
-    ex = sub.add_parser("exchange", help="a stub exchange serving one static gateway state")
-    ex.add_argument("--port", type=int, required=True)
-    ex.add_argument("--state", required=True)
-    ex.add_argument("--token", required=True)
+    parser.add_argument("what", choices=("load", "exchange"))
+    parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.what == "load":
-        _load_main(args)
+        _load_main(args.rest)
     else:
-        _exchange_main(args)
+        _exchange_main(args.rest)
 
 
 if __name__ == "__main__":

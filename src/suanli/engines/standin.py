@@ -30,6 +30,10 @@ true, a chunk with empty ``choices`` and the usage (every earlier chunk carrying
 ``GET /standin/stats`` (and :attr:`StandinApp.stats`) counts requests, failures and the
 peak number in flight, for tests that check what reached an upstream.
 
+This module holds the config, the ASGI app (:class:`StandinApp`), the serving entry points
+and the CLI; the token-counting rules and raw-ASGI reply helpers live in
+:mod:`suanli.engines._openai_wire`, the uvicorn plumbing in :mod:`suanli.engines._serve`.
+
     python -m suanli.engines.standin --host 127.0.0.1 --port N [--ttft-ms 5] [--tpot-ms 1]
         [--model NAME] [--cached-fraction 0.0] [--fail-rate 0] [--fail-status 500] [--seed S]
 """
@@ -40,20 +44,34 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import random
 import shlex
-import socket
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import uvicorn
+from suanli.engines._openai_wire import (
+    DEFAULT_MAX_TOKENS,
+    MESSAGE_OVERHEAD,
+    BadRequest,
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    expected_usage,
+    json_bytes,
+    lifespan,
+    prompt_tokens,
+    read_body,
+    respond,
+    respond_raw,
+    token_text,
+)
+from suanli.engines._serve import serve_forever, serve_in_thread
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -68,15 +86,6 @@ __all__ = [
     "serve_standin_in_thread",
     "standin_command",
 ]
-
-MESSAGE_OVERHEAD = 4  # prompt tokens per chat message on top of its words (role, separators)
-DEFAULT_MAX_TOKENS = 16
-_WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -113,93 +122,6 @@ class StandinStats:
     completion_tokens: int = 0
 
 
-class BadRequest(Exception):
-    """A request the OpenAI API would answer 400."""
-
-
-def _text_of(content: Any) -> str:
-    """A message's text: a string, or the ``text`` of its content parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    raise BadRequest("message content must be a string or a list of parts")
-
-
-def prompt_tokens(body: dict[str, Any], *, chat: bool) -> int:
-    """The prompt tokens the stand-in reports for a request body (the module's rule)."""
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise BadRequest("'messages' must be a non-empty list")
-        return sum(
-            len(_text_of(m.get("content")).split()) + MESSAGE_OVERHEAD
-            for m in messages
-            if isinstance(m, dict)
-        )
-    prompt = body.get("prompt", "")
-    if isinstance(prompt, str):
-        return len(prompt.split())
-    if isinstance(prompt, list):
-        if all(isinstance(p, int) for p in prompt):
-            return len(prompt)
-        return sum(len(p.split()) if isinstance(p, str) else len(p) for p in prompt)
-    raise BadRequest("'prompt' must be a string, a list of strings or of token ids")
-
-
-def _max_tokens(body: dict[str, Any], *, chat: bool) -> int:
-    value = body.get("max_completion_tokens") if chat else None
-    if value is None:
-        value = body.get("max_tokens")
-    if value is None:
-        return DEFAULT_MAX_TOKENS
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadRequest("'max_tokens' must be a non-negative integer")
-    return value
-
-
-def expected_usage(
-    body: dict[str, Any], *, chat: bool, cached_fraction: float = 0.0
-) -> dict[str, Any]:
-    """The ``usage`` the stand-in answers ``body`` with: what tests compare against."""
-    prompt = prompt_tokens(body, chat=chat)
-    completion = _max_tokens(body, chat=chat)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": math.floor(prompt * cached_fraction)},
-    }
-
-
-def _json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-async def _respond(send: Send, status: int, body: Any) -> None:
-    data = _json(body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-
-
-def _error(message: str, kind: str, code: int) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ConnectionError("the client went away")
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
 @dataclass
 class _Reply:
     """One inference request, parsed: what to answer and how."""
@@ -223,7 +145,7 @@ class StandinApp:
         self.config = config or StandinConfig()
         self.stats = StandinStats()
         self._rng = random.Random(self.config.seed)
-        self._models = _json(
+        self._models = json_bytes(
             {
                 "object": "list",
                 "data": [
@@ -239,24 +161,24 @@ class StandinApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
         if path in ("/v1/chat/completions", "/v1/completions"):
             if method != "POST":
-                await _respond(send, 405, _error("use POST", "invalid_request_error", 405))
+                await respond(send, 405, error_body("use POST", "invalid_request_error", 405))
                 return
             await self._inference(receive, send, chat=path == "/v1/chat/completions")
         elif path == "/health" and method in ("GET", "HEAD"):
-            await _respond(send, 200, {"status": "ok"})
+            await respond(send, 200, {"status": "ok"})
         elif path == "/v1/models" and method == "GET":
-            await _respond_raw(send, self._models)
+            await respond_raw(send, self._models)
         elif path == "/standin/stats" and method == "GET":
-            await _respond(send, 200, asdict(self.stats))
+            await respond(send, 200, asdict(self.stats))
         else:
-            await _respond(send, 404, _error(f"no route {path}", "invalid_request_error", 404))
+            await respond(send, 404, error_body(f"no route {path}", "invalid_request_error", 404))
 
     async def _inference(self, receive: Receive, send: Send, *, chat: bool) -> None:
         stats = self.stats
@@ -264,11 +186,11 @@ class StandinApp:
         stats.in_flight += 1
         stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
         try:
-            reply = self._parse(await _read_body(receive), chat=chat)
+            reply = self._parse(await read_body(receive), chat=chat)
             if self._rng.random() < self.config.fail_rate:
                 stats.failures += 1
                 status = self.config.fail_status
-                await _respond(send, status, _error("stand-in fault", "server_error", status))
+                await respond(send, status, error_body("stand-in fault", "server_error", status))
                 return
             stats.prompt_tokens += reply.usage["prompt_tokens"]
             stats.completion_tokens += reply.n_tokens
@@ -278,7 +200,7 @@ class StandinApp:
                 await self._whole(send, reply)
         except BadRequest as e:
             stats.rejected += 1
-            await _respond(send, 400, _error(str(e), "invalid_request_error", 400))
+            await respond(send, 400, error_body(str(e), "invalid_request_error", 400))
         except (ConnectionError, OSError):
             pass  # the client went away mid-answer: nothing left to say
         finally:
@@ -304,7 +226,7 @@ class StandinApp:
         delay_ms = cfg.ttft_ms + cfg.tpot_ms * max(reply.n_tokens - 1, 0)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
-        text = "".join(_token(i) for i in range(reply.n_tokens))
+        text = "".join(token_text(i) for i in range(reply.n_tokens))
         if reply.chat:
             choice: dict[str, Any] = {
                 "index": 0,
@@ -314,7 +236,7 @@ class StandinApp:
             }
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}
-        await _respond(send, 200, {**self._head(reply), "choices": [choice], "usage": reply.usage})
+        await respond(send, 200, {**self._head(reply), "choices": [choice], "usage": reply.usage})
 
     async def _stream(self, send: Send, reply: _Reply) -> None:
         cfg = self.config
@@ -327,12 +249,12 @@ class StandinApp:
         for i in range(reply.n_tokens):
             if i and cfg.tpot_ms > 0:
                 await asyncio.sleep(cfg.tpot_ms / 1000)
-            await self._event(send, reply, _token(i), None)
+            await self._event(send, reply, token_text(i), None)
         await self._event(send, reply, {} if reply.chat else "", "length")
         tail = b""
         if reply.include_usage:
             last = {**self._head(reply, chunk=True), "choices": [], "usage": reply.usage}
-            tail = b"data: " + _json(last) + b"\n\n"
+            tail = b"data: " + json_bytes(last) + b"\n\n"
         await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n"})
 
     async def _event(
@@ -347,7 +269,7 @@ class StandinApp:
         chunk = {**self._head(reply, chunk=True), "choices": [choice]}
         if reply.include_usage:
             chunk["usage"] = None
-        data = b"data: " + _json(chunk) + b"\n\n"
+        data = b"data: " + json_bytes(chunk) + b"\n\n"
         await send({"type": "http.response.body", "body": data, "more_body": True})
 
     def _head(self, reply: _Reply, *, chunk: bool = False) -> dict[str, Any]:
@@ -363,46 +285,9 @@ class StandinApp:
         }
 
 
-def _token(i: int) -> str:
-    return " " + _WORDS[i % len(_WORDS)]
-
-
-async def _respond_raw(send: Send, data: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    """Nothing to set up or tear down; answering keeps uvicorn from logging that the
-    app does not speak the lifespan protocol."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-def _uvicorn_config(app: StandinApp, **kwargs: Any) -> uvicorn.Config:
-    """Tuned for throughput: no access log, httptools and uvloop when installed (uvicorn's
-    ``auto`` falls back to h11 and asyncio), no websockets."""
-    return uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        http="auto",
-        loop="auto",
-        ws="none",
-        lifespan="on",
-        **kwargs,
-    )
-
-
 def serve_standin(config: StandinConfig, *, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted (SIGINT/SIGTERM): what ``python -m`` runs."""
-    uvicorn.Server(_uvicorn_config(StandinApp(config), host=host, port=port)).run()
+    serve_forever(StandinApp(config), host=host, port=port)
 
 
 @contextlib.contextmanager
@@ -414,26 +299,8 @@ def serve_standin_in_thread(
     connections, and stop it on exit. The port is bound before the server starts, so
     there is no race for it."""
     app = StandinApp(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(_uvicorn_config(app, host=host, port=port))
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name=f"standin-{port}", daemon=True
-    )
-    thread.start()
-    try:
-        deadline = time.monotonic() + timeout_s
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the stand-in on port {port} did not start")
-            time.sleep(0.01)
-        yield f"http://{host}:{port}", app
-    finally:
-        server.should_exit = True
-        thread.join(timeout_s)
-        sock.close()
+    with serve_in_thread(app, host=host, timeout_s=timeout_s) as base_url:
+        yield base_url, app
 
 
 def standin_command(
