@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from suanli.market.sizing import replica_spec
 from suanli.market.snapshot import BuyerId, InferenceService, ServiceId
-from suanli.service.round_plan import SCALE_UP, _routed_live, _scale_up
+from suanli.service.scale_up import SCALE_UP, _routed_live, _scale_up
 from suanli.service.tables import AllocationRow, ServiceRoute
 
 SPEC: dict[str, Any] = {

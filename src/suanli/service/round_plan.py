@@ -13,14 +13,16 @@ Services enter a round in one of two ways:
   not only at the next horizon. Mid-horizon rounds only ever add: a replica leaves at
   its horizon, when the round does not place it again, and the estimator's hysteresis
   decides when the plan goes down (:mod:`suanli.market.demand_estimate`).
+
+Which busy services enter as scale-ups, and their reasons, are in
+:mod:`suanli.service.scale_up`; this module holds the round's reading, admission
+(wallet holds) and solve.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -32,7 +34,6 @@ from suanli.engine.records import JobRecord, ServiceRecord
 from suanli.engine.state import ExchangeState
 from suanli.market.decision import Decision
 from suanli.market.policies import make_policy
-from suanli.market.sizing import replica_spec
 from suanli.market.snapshot import (
     BatchJob,
     BuyerId,
@@ -46,16 +47,21 @@ from suanli.service.clock import hours
 from suanli.service.ledger import wallet
 from suanli.service.market_view import MarketView, load_market_view, voucher_programs
 from suanli.service.runtime import Runtime
+from suanli.service.scale_up import (
+    ScaleUp,
+    mark_scale_up_notes,
+    note_held_scale_ups,
+    scale_ups,
+)
 from suanli.service.service_demand import DemandPlan, load_estimates, plan_demand, seconds
 from suanli.service.tables import (
     AllocationRow,
     JobRow,
     LedgerAccount,
-    ServiceRoute,
     ServiceRow,
 )
 
-__all__ = ["SCALE_UP", "RoundPlan", "RoundSummary", "ScaleUp", "plan_round"]
+__all__ = ["RoundPlan", "RoundSummary", "plan_round"]
 
 # Fen added to a job's most-possible cost: the engine rounds each payment leg to the fen.
 _ROUNDING_MARGIN_FEN = 2
@@ -63,12 +69,6 @@ _NO_DEMAND = (
     "demand: gateways measured no requests for a while, so none are planned; it is "
     "placed again as soon as they measure demand (or set replicas.min)"
 )
-# A busy service enters a round for its residual demand only when that is at least this
-# share of one replica on the best pool: smaller gaps would add a replica for noise.
-SCALE_UP_MIN_SHARE = 0.05
-# Reasons about a scale-up start with this: the service is served by its live replicas,
-# these say why more could not be added (a later covered round drops them again).
-SCALE_UP = "scale-up"
 
 
 @dataclass
@@ -86,20 +86,6 @@ class RoundSummary:
     prices: dict[str, float] = field(default_factory=dict)
     stored_prices: dict[str, float] = field(default_factory=dict)
     services_scaled: int = 0  # services with live replicas that got more this round
-
-
-@dataclass(frozen=True)
-class ScaleUp:
-    """A service with live replicas that enters the round for its residual demand.
-
-    ``kept_routes`` (route id → requests/s) are the routes of its live replicas, at most
-    what those serve: the routes the service keeps when the new ones are added.
-    ``covered_rps`` is the planned demand the live replicas serve."""
-
-    live_replicas: int
-    kept_routes: Mapping[int, float]
-    covered_rps: float
-    planned_rps: float
 
 
 @dataclass
@@ -154,9 +140,10 @@ def plan_round(session: Session, rt: Runtime, now: datetime) -> RoundPlan:
     summary.gpus_allocated = sum(a.gpus for a in view.active)
     plan = RoundPlan(summary, view, horizons_over=horizons_over)
     plan.demand = {i: d for i, d in demand.items() if _demand_moved(rows_by_id[i], d)}
-    ups, held = _scale_ups(session, rt, busy, demand, view)
+    busy_values = [_service_value(s, demand[s.id]) for s in busy]
+    ups, held = scale_ups(session, rt, busy_values, view)
     plan.scale_ups = {i: up for i, (up, _) in ups.items()}
-    _note_held_scale_ups(plan, held, rows_by_id)
+    note_held_scale_ups(plan.notes, held, rows_by_id)
     if not pending and not services and not ups:
         return plan
 
@@ -196,7 +183,7 @@ def plan_round(session: Session, rt: Runtime, now: datetime) -> RoundPlan:
         plan.st, plan.decision = st, decision
         plan.snapshot_sizes = (len(snapshot.pools), len(snapshot.jobs), len(snapshot.services))
         _note_unplaced(plan, st, decision)
-    _mark_scale_up_notes(plan)
+    mark_scale_up_notes(plan.notes, plan.scale_ups)
     return plan
 
 
@@ -216,170 +203,6 @@ def _note_unplaced(plan: RoundPlan, st: ExchangeState, decision: Decision) -> No
     for so in decision.services:
         if not st.services[so.service_id].replicas:
             plan.notes[so.service_id] = [str(r) for rs in so.unserved.values() for r in rs]
-
-
-# ----- scale-ups: more replicas for a service that has live ones --------------------------
-_Entry = tuple[ScaleUp, InferenceService]
-
-
-def _scale_ups(
-    session: Session,
-    rt: Runtime,
-    busy: Sequence[ServiceRow],
-    demand: Mapping[str, DemandPlan],
-    view: MarketView,
-) -> tuple[dict[str, _Entry], dict[str, ScaleUp | None]]:
-    """The services with live replicas whose planned demand exceeds what those replicas
-    were routed, each as the engine sees its residual (see :func:`_scale_up`); and the
-    others: None where their live replicas cover the plan, their :class:`ScaleUp` where
-    all their ``max_replicas`` are live already."""
-    if not busy:
-        return {}, {}
-    routes: dict[str, list[ServiceRoute]] = defaultdict(list)
-    for r in session.scalars(
-        select(ServiceRoute)
-        .where(ServiceRoute.service_id.in_([s.id for s in busy]))
-        .order_by(ServiceRoute.id)
-    ):
-        routes[r.service_id].append(r)
-    live: dict[str, list[AllocationRow]] = defaultdict(list)
-    for a in view.active:
-        if a.kind == "replica":
-            live[a.item_id].append(a)
-    gpu_of: dict[str, str] = {p.id: p.gpu for p in view.pools}
-    entered: dict[str, _Entry] = {}
-    held: dict[str, ScaleUp | None] = {}
-    for row in busy:
-        svc = _service_value(row, demand[row.id])
-        rps_of = _replica_rps(rt, svc)
-        found = _scale_up(svc, live[row.id], routes[row.id], gpu_of, rps_of)
-        if found is not None and found[1] is not None:
-            entered[row.id] = (found[0], found[1])
-        else:
-            held[row.id] = None if found is None else found[0]
-    return entered, held
-
-
-def _scale_up(
-    svc: InferenceService,
-    live: Sequence[AllocationRow],
-    routes: Sequence[ServiceRoute],
-    gpu_of: Mapping[str, str],
-    rps_of: Callable[[str], float],
-) -> tuple[ScaleUp, InferenceService | None] | None:
-    """``svc`` reduced to what its live replicas leave: per city, the planned requests/s
-    less those its live replicas were routed (see :func:`_routed_live`); its bounds less
-    the live replicas. Its live replicas' spare capacity is not counted: their routes say
-    what gateways send them until the horizon re-plans the service whole.
-
-    None when nothing is to be added: the residual is below :data:`SCALE_UP_MIN_SHARE` of
-    one replica on the best pool (and no ``min_replicas`` are missing); the service
-    without one when there is, but all its ``max_replicas`` are live."""
-    best = max((rps_of(g) for g in set(gpu_of.values()) if _allowed(svc, g)), default=0.0)
-    kept = _routed_live(routes, live, lambda pool: rps_of(gpu_of[pool]))
-    routed: dict[str, float] = defaultdict(float)
-    for r in routes:
-        routed[r.city] += kept.get(r.id, 0.0)
-    residual = {
-        c: rps - routed.get(c, 0.0) for c, rps in svc.demand_rps.items() if rps > routed.get(c, 0.0)
-    }
-    need = max(0, svc.min_replicas - len(live))
-    if best <= 0 or (need == 0 and sum(residual.values()) < SCALE_UP_MIN_SHARE * best):
-        return None
-    up = ScaleUp(
-        live_replicas=len(live),
-        kept_routes=kept,
-        covered_rps=sum(min(rps, routed.get(c, 0.0)) for c, rps in svc.demand_rps.items()),
-        planned_rps=sum(svc.demand_rps.values()),
-    )
-    top = None if svc.max_replicas is None else svc.max_replicas - len(live)
-    if top is not None and top <= 0:
-        return up, None
-    if not residual:  # only missing min_replicas: anchored on the largest city
-        anchor = min(svc.demand_rps, key=lambda c: (-svc.demand_rps[c], c), default=None)
-        if anchor is None:
-            return None
-        residual = {anchor: 0.0}
-    return up, replace(svc, demand_rps=residual, min_replicas=need, max_replicas=top)
-
-
-def _routed_live(
-    routes: Iterable[ServiceRoute], live: Sequence[AllocationRow], rps_of: Callable[[str], float]
-) -> dict[int, float]:
-    """Route id → the requests/s it still carries: a route counts while replicas placed
-    by its round on its pool are live (a route without a round: any replica on its pool),
-    and the routes of one round and pool at most what those replicas serve (one of them
-    may have ended early). The routes of replicas that ended are gone: what they carried
-    is to be placed again."""
-    by_round = Counter((a.round_id, a.pool_id) for a in live)
-    by_pool = Counter(a.pool_id for a in live)
-
-    def replicas(r: ServiceRoute) -> int:
-        return by_pool[r.pool_id] if r.round_id is None else by_round[(r.round_id, r.pool_id)]
-
-    kept = [r for r in routes if replicas(r) > 0]
-    total: dict[tuple[int | None, str], float] = defaultdict(float)
-    for r in kept:
-        total[(r.round_id, r.pool_id)] += max(0.0, r.rps)
-    out: dict[int, float] = {}
-    for r in kept:
-        carried = total[(r.round_id, r.pool_id)]
-        serve = replicas(r) * rps_of(r.pool_id)
-        out[r.id] = max(0.0, r.rps) * (min(1.0, serve / carried) if carried > 0 else 0.0)
-    return out
-
-
-def _replica_rps(rt: Runtime, svc: InferenceService) -> Callable[[str], float]:
-    """GPU model → requests/s one replica of ``svc`` serves there (the market's sizing);
-    0 where the catalogue knows neither."""
-    model = rt.ctx.models.get(svc.model)
-
-    def rps(gpu: str) -> float:
-        acc = rt.ctx.accelerators.get(gpu)
-        if model is None or acc is None:
-            return 0.0
-        prompt, output = svc.prompt_tokens, svc.output_tokens
-        return replica_spec(model, acc, prompt, output, svc.ttft_ms, svc.tpot_ms).rps
-
-    return rps
-
-
-def _allowed(svc: InferenceService, gpu: str) -> bool:
-    return svc.allowed_gpus is None or gpu in svc.allowed_gpus
-
-
-def _mark_scale_up_notes(plan: RoundPlan) -> None:
-    """A scale-up's reasons (its funds, the engine's) say why no more replicas were
-    added; they never read as if the service were unplaced: its live replicas serve it."""
-    for sid, up in plan.scale_ups.items():
-        if sid in plan.notes:
-            plan.notes[sid] = scale_up_reasons(plan.notes[sid], up)
-
-
-def scale_up_reasons(reasons: Iterable[str], up: ScaleUp) -> list[str]:
-    """``reasons`` about a scale-up's residual, marked as such (:data:`SCALE_UP`)."""
-    head = (
-        f"{SCALE_UP}: {up.live_replicas} live replica(s) serve {up.covered_rps:.1f} of "
-        f"{up.planned_rps:.1f} req/s planned; more were not added"
-    )
-    return [f"{head} — {r}" for r in reasons]
-
-
-def _note_held_scale_ups(
-    plan: RoundPlan, held: Mapping[str, ScaleUp | None], rows: Mapping[str, ServiceRow]
-) -> None:
-    """Busy services that do not enter the round: one whose live replicas now cover its
-    plan sheds the scale-up reasons an earlier round noted (its other reasons stay); one
-    that holds all its ``max_replicas`` says so."""
-    for sid, up in held.items():
-        reasons = list(rows[sid].last_reasons or [])
-        if up is not None:
-            why = f"capacity: the service holds its max_replicas ({rows[sid].max_replicas})"
-            kept = scale_up_reasons([why], up)
-        else:
-            kept = [r for r in reasons if not r.startswith(SCALE_UP)]
-        if kept != reasons:
-            plan.notes[sid] = kept
 
 
 def _admit_jobs(

@@ -3,40 +3,41 @@ transaction. See :mod:`suanli.service.clearing` for the whole round.
 
 A service placed whole gets this round's routes in place of its earlier ones. A
 scale-up (a service with live replicas, entered for its residual demand, see
-:mod:`suanli.service.round_plan`) only adds: its new replicas are held and written beside
+:mod:`suanli.service.scale_up`) only adds: its new replicas are held and written beside
 the live ones, whose allocations, holds and routes stay as they are; the new routes are
 added to those of the pools still serving it. A scale-up the round could not place
-changes nothing but its reasons.
+changes nothing but its reasons. The route rows are written by
+:mod:`suanli.service.route_rows`, the prices by :mod:`suanli.service.round_prices`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from suanli.engine.lifecycle import WorkState, check_transition
 from suanli.engine.records import Allocation
 from suanli.engine.state import ExchangeState
-from suanli.market.decision import Decision, JobPlacement, Payment, Route, ServiceOutcome
+from suanli.market.decision import Decision, JobPlacement, Payment, ServiceOutcome
 from suanli.service.events import record_event
 from suanli.service.ledger import hold_entries, post, post_many
 from suanli.service.market_view import MarketView
 from suanli.service.problems import InsufficientFunds
-from suanli.service.round_plan import RoundPlan, RoundSummary, ScaleUp, scale_up_reasons
+from suanli.service.round_plan import RoundPlan, RoundSummary
+from suanli.service.round_prices import write_prices
+from suanli.service.route_rows import add_routes, replace_routes
 from suanli.service.runtime import Runtime
+from suanli.service.scale_up import ScaleUp, scale_up_reasons
 from suanli.service.service_demand import dump_estimates, load_estimates
 from suanli.service.settlement import settle_allocation
 from suanli.service.tables import (
     AllocationRow,
     Event,
     JobRow,
-    MarketPrice,
     RoundRow,
-    ServiceRoute,
     ServiceRow,
     SiteRow,
     new_id,
@@ -116,7 +117,7 @@ def write_round(session: Session, rt: Runtime, plan: RoundPlan, now: datetime) -
     round_row.services_placed = summary.services_placed + summary.services_scaled
     round_row.gpus_placed = summary.gpus_placed
     summary.gpus_allocated += summary.gpus_placed
-    _write_prices(session, rt, decision, round_row.id, now, summary)
+    write_prices(session, rt, decision, round_row.id, now, summary)
     return summary
 
 
@@ -312,9 +313,9 @@ def _write_services(
         )
         if up is None:
             # The routing plan gateways follow: this round's, or none if nothing was placed.
-            _replace_routes(session, row.id, so.routes if placed else (), round_id)
+            replace_routes(session, row.id, so.routes if placed else (), round_id)
         elif placed:
-            _add_routes(session, row.id, so.routes, up, round_id)
+            add_routes(session, row.id, so.routes, up, round_id)
         if not placed:
             continue
         if up is None:
@@ -381,88 +382,3 @@ def _place_service(
     row.served_rps = served
     _note_many(row, reasons)
     return True
-
-
-def _replace_routes(
-    session: Session, service_id: str, routes: Sequence[Route], round_id: int
-) -> None:
-    session.execute(delete(ServiceRoute).where(ServiceRoute.service_id == service_id))
-    _insert_routes(session, service_id, routes, round_id)
-
-
-def _add_routes(
-    session: Session, service_id: str, routes: Sequence[Route], up: ScaleUp, round_id: int
-) -> None:
-    """A scale-up's routes, added to those the service keeps (``ScaleUp.kept_routes``):
-    a kept route stays as it is, unless the replicas left of its round serve less than it
-    says (then it is cut to that); the routes of replicas that ended go."""
-    for r in session.scalars(select(ServiceRoute).where(ServiceRoute.service_id == service_id)):
-        rps = up.kept_routes.get(r.id)
-        if rps is None:
-            session.delete(r)
-        elif abs(r.rps - rps) > 1e-9:
-            r.rps = rps
-    session.flush()
-    _insert_routes(session, service_id, routes, round_id)
-
-
-def _insert_routes(
-    session: Session, service_id: str, routes: Sequence[Route], round_id: int
-) -> None:
-    if routes:
-        session.execute(
-            insert(ServiceRoute),
-            [
-                {
-                    "service_id": service_id,
-                    "round_id": round_id,
-                    "city": r.city,
-                    "pool_id": r.pool_id,
-                    "rps": r.rps,
-                    "rtt_ms": r.rtt_ms,
-                    "ttft_ms": r.ttft_ms,
-                }
-                for r in routes
-            ],
-        )
-
-
-def _write_prices(
-    session: Session,
-    rt: Runtime,
-    decision: Decision,
-    round_id: int,
-    now: datetime,
-    summary: RoundSummary,
-) -> None:
-    if rt.last_prices is None:
-        rt.last_prices = _latest_prices(session)
-    for p in decision.prices:
-        price = p.price_cny_per_gpu_hour
-        summary.prices[p.pool_id] = price
-        last = rt.last_prices.get(p.pool_id)
-        if last is not None and abs(last - price) < 1e-9 and p.gpus_sold == 0:
-            continue
-        summary.stored_prices[p.pool_id] = price
-        session.add(
-            MarketPrice(
-                round_id=round_id,
-                pool_id=p.pool_id,
-                at=now,
-                price_cny_per_gpu_hour=price,
-                reserve_cny_per_gpu_hour=p.reserve_cny_per_gpu_hour,
-                scarcity_rent_cny_per_gpu_hour=p.scarcity_rent_cny_per_gpu_hour,
-                gpus_sold=p.gpus_sold,
-                free_gpus_after=p.free_gpus_after,
-            )
-        )
-
-
-def _latest_prices(session: Session) -> dict[str, float]:
-    latest = select(func.max(MarketPrice.id)).group_by(MarketPrice.pool_id)
-    rows = session.execute(
-        select(MarketPrice.pool_id, MarketPrice.price_cny_per_gpu_hour).where(
-            MarketPrice.id.in_(latest)
-        )
-    )
-    return {pool_id: price for pool_id, price in rows}
