@@ -309,11 +309,22 @@ def run_gateway_bench(settings: GatewayBenchSettings | None = None) -> dict[str,
             "static state (one service, one replica: the stand-in) and acknowledging reports",
             "load: open loop from its own process (raw asyncio HTTP/1.1, keep-alive); latency "
             "is to the first body byte (streams: the first token) from the scheduled send time",
-            f"all processes share this machine's {os.cpu_count()} CPUs; load average "
-            f"{load_before[0]:.1f} before the run, {os.getloadavg()[0]:.1f} after (1 min; "
-            "above the CPU count, other work was competing for them)",
+            _load_note(load_before[0], os.getloadavg()[0]),
         ],
     }
+
+
+def _load_note(before: float, after: float) -> str:
+    cpus = os.cpu_count() or 1
+    busy = (
+        "above the CPU count: other work was competing for them"
+        if max(before, after) > cpus
+        else "at or below the CPU count"
+    )
+    return (
+        f"all processes share this machine's {cpus} CPUs; load average {before:.1f} before "
+        f"the run, {after:.1f} after (1 min; {busy})"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
