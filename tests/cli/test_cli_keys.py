@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from suanli.cli.main import main
-from suanli.service.accounts import create_tenant
 from suanli.service.app import bootstrap, create_app, runtime_of
-from suanli.service.auth import Role
 from suanli.service.runtime import Runtime
 from suanli.service.settings import ServiceSettings
+
+from .conftest import ServeLive, buyer_token, ok_cli, run_cli
 
 SERVICE_YAML = """\
 kind: service
@@ -33,79 +29,48 @@ bid_cny_per_m_output_tokens: 40
 """
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = exit_.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
-def _ok(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    code, out, err = _run(capsys, *argv)
-    assert code == 0, err + out
-    return out
-
-
 @pytest.fixture
-def owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+def owner(serve_live: ServeLive, tmp_path: Path) -> Iterator[Runtime]:
     """A live exchange (no clearing); the CLI logged in as a buyer with service chat."""
     app = create_app(ServiceSettings(data_dir=tmp_path, clearing_enabled=False))
     rt = runtime_of(app)
     assert bootstrap(app)
-    made = rt.db.transact(
-        lambda s: create_tenant(s, "lab", [("alice", Role.BUYER)], rt.clock.now())[1]
-    )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert srv.started
-    monkeypatch.setenv("SUANLI_CONFIG", str(tmp_path / "login.json"))
-    monkeypatch.setenv("SUANLI_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
-    monkeypatch.setenv("SUANLI_TOKEN", made[0][1])
+    serve_live(app, buyer_token(rt))
     spec = tmp_path / "chat.yaml"
     spec.write_text(SERVICE_YAML)
     with pytest.raises(SystemExit) as done:
         main(["serve", "up", str(spec)])
     assert done.value.code == 0
     yield rt
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
 
 
 def test_create_list_revoke(owner: Runtime, capsys: Any) -> None:
     capsys.readouterr()
-    code, out, err = _run(capsys, "keys", "create", "--service", "chat", "--name", "app-1")
+    code, out, err = run_cli(capsys, "keys", "create", "--service", "chat", "--name", "app-1")
     assert code == 0, err
     assert "shown once" in err and "no limits" in out
     key = re.search(r"sk-suanli-[A-Za-z0-9_-]{40}", out)
     assert key is not None
     made = json.loads(
-        _ok(
+        ok_cli(
             capsys,
             *("keys", "create", "--service", "chat", "--name", "app-2"),
             *("--rpm", "600", "--tokens-per-day", "1000000", "--json"),
         )
     )
     assert made["key"].startswith("sk-suanli-") and made["rpm"] == 600
-    rows = json.loads(_ok(capsys, "keys", "list", "--json"))
+    rows = json.loads(ok_cli(capsys, "keys", "list", "--json"))
     assert [(k["name"], k["key"]) for k in rows] == [("app-1", None), ("app-2", None)]
     assert rows[0]["prefix"] == key.group(0)[:16]
-    table = _ok(capsys, "keys", "list", "--service", "chat")
+    table = ok_cli(capsys, "keys", "list", "--service", "chat")
     assert "app-1" in table and "chat" in table and key.group(0) not in table
 
     before = owner.serving_changes.count
-    assert f"key {made['id']} revoked" in _ok(capsys, "keys", "revoke", made["id"])
+    assert f"key {made['id']} revoked" in ok_cli(capsys, "keys", "revoke", made["id"])
     assert owner.serving_changes.count == before + 1
-    _ok(capsys, "keys", "revoke", made["id"])  # twice is harmless
-    assert [k["name"] for k in json.loads(_ok(capsys, "keys", "list", "--json"))] == ["app-1"]
-    every = _ok(capsys, "keys", "list", "--all")
+    ok_cli(capsys, "keys", "revoke", made["id"])  # twice is harmless
+    assert [k["name"] for k in json.loads(ok_cli(capsys, "keys", "list", "--json"))] == ["app-1"]
+    every = ok_cli(capsys, "keys", "list", "--all")
     assert "app-2" in every and "revoked" in every
 
 
@@ -119,8 +84,8 @@ def test_bad_input_exits_2(owner: Runtime, capsys: Any) -> None:
         (("keys", "list", "--service", "nope"), "no service named 'nope'"),
     ]
     for argv, message in cases:
-        code, _, err = _run(capsys, *argv)
+        code, _, err = run_cli(capsys, *argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
-    _ok(capsys, "serve", "down", "chat")
-    code, _, err = _run(capsys, "keys", "create", "--service", "chat", "--name", "late")
+    ok_cli(capsys, "serve", "down", "chat")
+    code, _, err = run_cli(capsys, "keys", "create", "--service", "chat", "--name", "late")
     assert code == 2 and "stopped" in err

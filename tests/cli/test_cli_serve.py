@@ -4,9 +4,6 @@ services found by name, planned beside measured demand, clear refusals (exit 2).
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -14,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from suanli.catalog.fleet import load_fleet
-from suanli.cli.main import main
 from suanli.service.accounts import create_tenant, deposit
 from suanli.service.app import bootstrap, create_app, runtime_of
 from suanli.service.auth import Role
@@ -26,6 +21,8 @@ from suanli.service.runtime import Runtime
 from suanli.service.seed import load_fleet_rows
 from suanli.service.settings import ServiceSettings
 from suanli.service.tables import GatewayBatch, ServiceTraffic, TokenUsage
+
+from .conftest import ServeLive, ok_cli, run_cli
 
 SERVICE_YAML = """\
 kind: service
@@ -46,22 +43,8 @@ data: {origin_city: Shanghai}
 """
 
 
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = exit_.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
-def _ok(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    code, out, err = _run(capsys, *argv)
-    assert code == 0, err + out
-    return out
-
-
 @pytest.fixture
-def owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+def owner(serve_live: ServeLive, tmp_path: Path) -> Iterator[Runtime]:
     """A live exchange with a seller's fleet; the CLI logged in as a funded buyer."""
     app = create_app(ServiceSettings(data_dir=tmp_path, clearing_enabled=False))
     rt = runtime_of(app)
@@ -80,22 +63,8 @@ def owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
 
     assert bootstrap(app)  # the operator and the ledger's own accounts first
     rt.db.transact(seed)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert srv.started
-    monkeypatch.setenv("SUANLI_CONFIG", str(tmp_path / "login.json"))
-    monkeypatch.setenv("SUANLI_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
-    monkeypatch.setenv("SUANLI_TOKEN", tokens[0])
+    serve_live(app, tokens[0])
     yield rt
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
 
 
 def _measured(rt: Runtime, service_id: str, tenant_id: str, key_id: str) -> None:
@@ -149,29 +118,29 @@ def _measured(rt: Runtime, service_id: str, tenant_id: str, key_id: str) -> None
 def test_up_status_update_down(owner: Runtime, capsys: Any, tmp_path: Path) -> None:
     spec = tmp_path / "chat.yaml"
     spec.write_text(SERVICE_YAML)
-    svc = json.loads(_ok(capsys, "serve", "up", str(spec), "--json"))
+    svc = json.loads(ok_cli(capsys, "serve", "up", str(spec), "--json"))
     assert (svc["name"], svc["state"]) == ("chat", "active")
     assert run_round(owner).services_placed == 1
     _measured(owner, svc["id"], svc["tenant_id"], "key-x")
 
-    rows = json.loads(_ok(capsys, "serve", "status", "--json"))
+    rows = json.loads(ok_cli(capsys, "serve", "status", "--json"))
     assert [r["name"] for r in rows] == ["chat"]
     row = rows[0]
     assert row["replicas"] >= 1 and row["planned"] == pytest.approx(5.0)
     assert row["measured"] == pytest.approx(2.0, rel=0.1)  # 120 requests in the 60 s reported
     assert row["slo"] == "90.0%" and row["tokens"] == 150_000 and row["cost"] >= 0
-    table = _ok(capsys, "serve", "status")
+    table = ok_cli(capsys, "serve", "status")
     assert "chat" in table and "measured req/s" in table and "90.0%" in table
 
-    detail = _ok(capsys, "serve", "status", "chat")
+    detail = ok_cli(capsys, "serve", "status", "chat")
     assert "replicas" in detail and "Shanghai" in detail and "Beijing" in detail
     assert "120 requests" in detail and "Cost so far" in detail
-    one = json.loads(_ok(capsys, "serve", "status", svc["id"], "--json"))
+    one = json.loads(ok_cli(capsys, "serve", "status", svc["id"], "--json"))
     assert one["traffic"]["total"]["rejected"] == 3
     assert one["traffic"]["replicas"][0]["city"]  # where the replica serves from
 
     out = json.loads(
-        _ok(
+        ok_cli(
             capsys,
             *("serve", "update", "chat", "--demand", "shanghai=20", "--demand", "Chengdu=2"),
             *("--bid-input", "1.5", "--ttft-ms", "800", "--max-replicas", "3", "--json"),
@@ -181,30 +150,30 @@ def test_up_status_update_down(owner: Runtime, capsys: Any, tmp_path: Path) -> N
     assert out["bid_cny_per_m_input_tokens"] == 1.5
     assert (out["ttft_ms"], out["tpot_ms"]) == (800.0, 100.0)  # TPOT kept
     assert out["max_replicas"] == 3
-    assert "the next round plans with it" in _ok(
+    assert "the next round plans with it" in ok_cli(
         capsys, "serve", "update", "chat", "--tpot-ms", "50"
     )
 
-    assert "stopped" in _ok(capsys, "serve", "down", "chat")
-    code, _, err = _run(capsys, "serve", "down", "chat")
+    assert "stopped" in ok_cli(capsys, "serve", "down", "chat")
+    code, _, err = run_cli(capsys, "serve", "down", "chat")
     assert code == 2 and "already stopped" in err
-    assert "no services" in _ok(capsys, "serve", "status")
-    assert "chat" in _ok(capsys, "serve", "status", "--all")
+    assert "no services" in ok_cli(capsys, "serve", "status")
+    assert "chat" in ok_cli(capsys, "serve", "status", "--all")
 
 
 def test_refusals_exit_2_with_a_message(owner: Runtime, capsys: Any, tmp_path: Path) -> None:
     job = tmp_path / "job.yaml"
     job.write_text(JOB_YAML)
-    code, _, err = _run(capsys, "serve", "up", str(job))
+    code, _, err = run_cli(capsys, "serve", "up", str(job))
     assert code == 2 and "suanli submit" in err and "Traceback" not in err
     bad = tmp_path / "bad.yaml"
     bad.write_text(SERVICE_YAML.replace("Shanghai", "Shangai"))
-    code, _, err = _run(capsys, "serve", "up", str(bad))
+    code, _, err = run_cli(capsys, "serve", "up", str(bad))
     assert code == 2 and "bad.yaml" in err and "demand_rps" in err
     good = tmp_path / "chat.yaml"
     good.write_text(SERVICE_YAML)
-    _ok(capsys, "serve", "up", str(good))
-    code, _, err = _run(capsys, "serve", "up", str(good))
+    ok_cli(capsys, "serve", "up", str(good))
+    code, _, err = run_cli(capsys, "serve", "up", str(good))
     assert code == 2 and "already up" in err and "serve update chat" in err
     cases = [
         (("serve", "update", "nope", "--demand", "Shanghai=1"), "your services: chat"),
@@ -217,5 +186,5 @@ def test_refusals_exit_2_with_a_message(owner: Runtime, capsys: Any, tmp_path: P
         (("serve", "down", "nope"), "your services: chat"),
     ]
     for argv, message in cases:
-        code, _, err = _run(capsys, *argv)
+        code, _, err = run_cli(capsys, *argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)

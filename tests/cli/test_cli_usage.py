@@ -6,9 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
-from suanli.cli.main import main
-from suanli.service.accounts import create_tenant
 from suanli.service.app import bootstrap, create_app, runtime_of
-from suanli.service.auth import Role
 from suanli.service.clock import ManualClock
 from suanli.service.settings import ServiceSettings
 from suanli.service.tables import GatewayBatch, InferenceKey, TokenUsage
+
+from .conftest import ServeLive, buyer_token, ok_cli, run_cli
 
 SERVICE_YAML = """\
 kind: service
@@ -36,20 +31,6 @@ slo: {ttft_ms: 2000, tpot_ms: 100}
 bid_cny_per_m_output_tokens: 40
 """
 T0 = datetime(2025, 3, 1, 12, tzinfo=UTC)
-
-
-def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = exit_.value.code
-    return (code if isinstance(code, int) else 1), out, err
-
-
-def _ok(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    code, out, err = _run(capsys, *argv)
-    assert code == 0, err + out
-    return out
 
 
 def _report(rt: Any, service_id: str, tenant_id: str, lines: list[tuple[str, str, int]]) -> None:
@@ -89,9 +70,7 @@ def _report(rt: Any, service_id: str, tenant_id: str, lines: list[tuple[str, str
 
 
 @pytest.fixture
-def served(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
-) -> Iterator[dict[str, str]]:
+def served(serve_live: ServeLive, tmp_path: Path, capsys: Any) -> Iterator[dict[str, str]]:
     """A live exchange on a fixed clock; a buyer's service chat with keys app-1, app-2
     and two days of reported usage."""
     app = create_app(
@@ -99,26 +78,12 @@ def served(
     )
     rt = runtime_of(app)
     assert bootstrap(app)
-    made = rt.db.transact(
-        lambda s: create_tenant(s, "lab", [("alice", Role.BUYER)], rt.clock.now())[1]
-    )
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert srv.started
-    monkeypatch.setenv("SUANLI_CONFIG", str(tmp_path / "login.json"))
-    monkeypatch.setenv("SUANLI_URL", f"http://127.0.0.1:{sock.getsockname()[1]}")
-    monkeypatch.setenv("SUANLI_TOKEN", made[0][1])
+    serve_live(app, buyer_token(rt))
     spec = tmp_path / "chat.yaml"
     spec.write_text(SERVICE_YAML)
-    svc = json.loads(_ok(capsys, "serve", "up", str(spec), "--json"))
+    svc = json.loads(ok_cli(capsys, "serve", "up", str(spec), "--json"))
     keys = {
-        n: json.loads(_ok(capsys, "keys", "create", "--service", "chat", "--name", n, "--json"))
+        n: json.loads(ok_cli(capsys, "keys", "create", "--service", "chat", "--name", n, "--json"))
         for n in ("app-1", "app-2")
     }
     ids = {n: k["id"] for n, k in keys.items()}
@@ -127,45 +92,44 @@ def served(
     with rt.db.read() as s:
         assert all(s.get(InferenceKey, i) is not None for i in ids.values())
     yield ids
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
 
 
 def test_table_json_and_groupings(served: dict[str, str], capsys: Any) -> None:
-    table = _ok(capsys, "usage")
+    table = ok_cli(capsys, "usage")
     assert "tokens by service" in table and "chat" in table and "800" in table
-    rows = json.loads(_ok(capsys, "usage", "--json"))
+    rows = json.loads(ok_cli(capsys, "usage", "--json"))
     assert [(r["service_name"], r["requests"], r["output_tokens"]) for r in rows] == [
         ("chat", 8, 400)
     ]
     assert rows[0]["value_cny"] == pytest.approx(400 * 40 / 1e6)
-    by_key = json.loads(_ok(capsys, "usage", "--by", "key", "--json"))
+    by_key = json.loads(ok_cli(capsys, "usage", "--by", "key", "--json"))
     assert {r["key_name"]: r["requests"] for r in by_key} == {"app-1": 6, "app-2": 2}
-    by_city = json.loads(_ok(capsys, "usage", "--by", "city", "--json"))
+    by_city = json.loads(ok_cli(capsys, "usage", "--by", "city", "--json"))
     assert {r["city"]: r["input_tokens"] for r in by_city} == {"Shanghai": 600, "Beijing": 200}
-    by_day = json.loads(_ok(capsys, "usage", "--by", "day", "--json"))
+    by_day = json.loads(ok_cli(capsys, "usage", "--by", "day", "--json"))
     assert [(r["day"], r["requests"]) for r in by_day] == [("2025-03-01", 4), ("2025-03-02", 4)]
-    one_key = json.loads(_ok(capsys, "usage", "--key", served["app-2"], "--json"))
+    one_key = json.loads(ok_cli(capsys, "usage", "--key", served["app-2"], "--json"))
     assert [r["requests"] for r in one_key] == [2]
-    second_day = json.loads(_ok(capsys, "usage", "--since", "2025-03-02", "--json"))
+    second_day = json.loads(ok_cli(capsys, "usage", "--since", "2025-03-02", "--json"))
     assert [r["requests"] for r in second_day] == [4]
     first_day = json.loads(
-        _ok(capsys, "usage", "--service", "chat", "--until", "2025-03-01T21:00:00+08:00", "--json")
+        ok_cli(
+            capsys, "usage", "--service", "chat", "--until", "2025-03-01T21:00:00+08:00", "--json"
+        )
     )
     assert [r["requests"] for r in first_day] == [4]
-    assert "no token usage" in _ok(capsys, "usage", "--since", "2030-01-01")
+    assert "no token usage" in ok_cli(capsys, "usage", "--since", "2030-01-01")
 
 
 def test_csv_to_a_file_and_to_stdout(served: dict[str, str], capsys: Any, tmp_path: Path) -> None:
     path = tmp_path / "bill.csv"
-    assert "wrote 2 rows" in _ok(capsys, "usage", "--by", "key", "--csv", str(path))
+    assert "wrote 2 rows" in ok_cli(capsys, "usage", "--by", "key", "--csv", str(path))
     raw = path.read_bytes()
     assert raw.count(b"\r\n") == 3  # header + 2 rows, RFC 4180 line ends
     table = list(csv.DictReader(io.StringIO(raw.decode(), newline="")))
     assert sum(int(r["requests"]) for r in table) == 8
     assert {r["key_name"] for r in table} == {"app-1", "app-2"}
-    out = _ok(capsys, "usage", "--by", "day", "--csv", "-")
+    out = ok_cli(capsys, "usage", "--by", "day", "--csv", "-")
     days = list(csv.DictReader(io.StringIO(out)))
     assert [(d["day"], int(d["output_tokens"])) for d in days] == [
         ("2025-03-01", 200),
@@ -183,5 +147,5 @@ def test_bad_input_exits_2(served: dict[str, str], capsys: Any, tmp_path: Path) 
         (("usage", "--csv", str(tmp_path / "no" / "such" / "dir.csv")), "cannot write"),
     ]
     for argv, message in cases:
-        code, _, err = _run(capsys, *argv)
+        code, _, err = run_cli(capsys, *argv)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)
