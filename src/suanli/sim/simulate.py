@@ -168,9 +168,16 @@ def _init_worker(ticks: Any) -> None:
     _ticks = ticks
 
 
+_DONE = ""  # put by a worker after a policy's last tick (no policy has an empty name)
+
+
 def _run_in_worker(job: _Job, name: str) -> PolicyResult:
     world, workload = job.build()
-    return job.run(name, world, workload, _ticks.put if _ticks is not None else None)
+    try:
+        return job.run(name, world, workload, _ticks.put if _ticks is not None else None)
+    finally:
+        if _ticks is not None:
+            _ticks.put(_DONE)
 
 
 def _in_processes(
@@ -183,18 +190,30 @@ def _in_processes(
     ) as pool:
         futures = {pool.submit(_run_in_worker, job, n): n for n in names}
         pending = set(futures)
+        done = 0
         while pending:
             _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            _drain(ticks, on_round)
-        _drain(ticks, on_round)
-        return {futures[f]: f.result() for f in futures}
+            done += _drain(ticks, on_round)
+        results = {futures[f]: f.result() for f in futures}
+        # A finished future does not mean its worker's last ticks have crossed the pipe
+        # (a queue's feeder thread sends them): wait for every policy's end marker.
+        deadline = time.monotonic() + 30.0  # a marker lost with its worker: stop waiting
+        while done < len(names) and time.monotonic() < deadline:
+            done += _drain(ticks, on_round, block_s=1.0)
+        return results
 
 
-def _drain(ticks: Any, on_round: Callable[[str], None] | None) -> None:
+def _drain(ticks: Any, on_round: Callable[[str], None] | None, block_s: float | None = None) -> int:
+    """Pass on the ticks waiting in ``ticks`` (the first one waited for up to
+    ``block_s``); how many policies' end markers came with them."""
+    done = 0
     while True:
         try:
-            name = ticks.get_nowait()
+            name = ticks.get(timeout=block_s) if block_s else ticks.get_nowait()
         except queue.Empty:
-            return
-        if on_round is not None:
+            return done
+        block_s = None
+        if name == _DONE:
+            done += 1
+        elif on_round is not None:
             on_round(name)
